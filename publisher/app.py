@@ -1,0 +1,152 @@
+"""The aiohttp application: routes, the error middleware, and what starts and stops with it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from . import state, views
+from .cache import DiskCache, MemoryCache, TieredCache
+from .catalog import Catalog
+from .errors import NotFound, PublisherError
+from .extract import FORMATS
+from .metrics import CONTENT_TYPE, Metrics
+from .pool import KernelPool
+from .responses import error_response
+from .service import Publisher
+from .settings import Settings
+from .signing import Signer
+
+log = logging.getLogger("publisher")
+METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", KernelPool)
+
+
+def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.Application:
+    """The whole server for these settings; tests pass their own settings (and may pass a pool)."""
+    app = web.Application(middlewares=[_errors])
+    pool = pool or KernelPool(
+        settings.kernels,
+        settings.preload_modules,
+        queue_size=settings.queue_size,
+        renders_per_kernel=settings.renders_per_kernel,
+    )
+    disk = DiskCache(settings.cache_dir)
+    cache = TieredCache(MemoryCache(settings.memory_cache_bytes), disk)
+    service = Publisher(
+        settings, Catalog(settings.notebook_dir, settings.scan_interval), cache, pool
+    )
+    metrics = Metrics(pool)
+    service.observers.append(metrics.render_finished)
+
+    app[state.SETTINGS] = settings
+    app[state.SERVICE] = service
+    app[state.SIGNER] = Signer(settings.secret)
+    app[METRICS] = metrics
+    app[POOL] = pool
+
+    async def health() -> dict[str, Any]:
+        writable = disk.writable()
+        return {
+            "ok": writable and not pool.closed,
+            "kernels": {
+                "size": pool.size,
+                "idle": pool.idle,
+                "busy": pool.busy,
+                "waiting": pool.waiting,
+                "restarts": pool.restarts,
+            },
+            "cache": {"disk_writable": writable, "memory_entries": len(cache.memory)},
+        }
+
+    app[state.HEALTH] = health
+    app.cleanup_ctx.append(_kernels)
+
+    formats = "|".join(FORMATS)
+    app.router.add_get(r"/charts/{path:.+}.{fmt:" + formats + "}", views.chart)
+    app.router.add_get("/api/notebooks", views.notebooks)
+    app.router.add_get("/api/notebooks/{id:.+}", views.one_notebook)
+    app.router.add_get("/healthz", views.healthz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _kernels(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL]
+    pool.start()
+    yield
+    await pool.close()
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes the one error shape; nothing else builds error answers."""
+    try:
+        response = await handler(request)
+    except PublisherError as e:
+        response = error_response(e, request.headers.get("Accept", ""))
+    except web.HTTPNotFound:
+        response = error_response(
+            NotFound(f"no such page: {request.path}"), request.headers.get("Accept", "")
+        )
+    except web.HTTPException as e:
+        error = PublisherError(e.reason)
+        error.status, error.code = e.status, e.reason.lower().replace(" ", "_")
+        response = error_response(error, request.headers.get("Accept", ""))
+    except Exception:
+        log.exception("unexpected error on %s", request.path_qs)
+        response = error_response(
+            PublisherError("internal server error"), request.headers.get("Accept", "")
+        )
+    metrics = request.app[METRICS]
+    metrics.requests.labels(str(response.status)).inc()
+    cache = response.headers.get(views.CACHE_HEADER)
+    if cache:
+        metrics.cache.labels(cache).inc()
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line a request: what was asked, the status, the cache result and render time."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        timing = response.headers.get("Server-Timing", "")
+        render = timing.partition("dur=")[2] or "-"
+        self.logger.info(
+            '%s "%s %s" %s cache=%s render_ms=%s total_ms=%.1f',
+            request.remote,
+            request.method,
+            request.path_qs,
+            response.status,
+            response.headers.get(views.CACHE_HEADER, "-"),
+            render,
+            elapsed * 1000,
+        )
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    started = time.time()
+    log.info("serving %s on http://%s:%s", settings.notebook_dir, settings.host, settings.port)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log_class=AccessLogger,
+        print=None,
+        shutdown_timeout=settings.timeout + 5,
+    )
+    log.info("stopped after %.0fs", time.time() - started)

@@ -1,0 +1,198 @@
+"""Rendered charts, kept in tiers: memory in front, then disk (and Redis, when configured).
+
+Every tier stores the same ``Entry``: the bytes and what HTTP needs to serve
+them. A tier that cannot read an entry (a damaged file, a lost connection)
+answers a miss; a cache failure never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    body: bytes
+    content_type: str
+    etag: str  # strong: a digest of the body
+    created: float  # epoch seconds of the render
+    ttl: float | None = None  # seconds of freshness; None: fresh until the notebook changes
+
+    @classmethod
+    def of(cls, body: bytes, content_type: str, ttl: float | None = None) -> Entry:
+        return cls(body, content_type, etag_of(body), time.time(), ttl)
+
+    def age(self, now: float | None = None) -> float:
+        return max(0.0, (time.time() if now is None else now) - self.created)
+
+    def fresh_for(self, now: float | None = None) -> float | None:
+        """Seconds of freshness left (negative once stale); None when it never goes stale."""
+        return None if self.ttl is None else self.ttl - self.age(now)
+
+    def header(self) -> dict[str, Any]:
+        """Everything but the body, for tiers that store the two apart."""
+        meta = asdict(self)
+        del meta["body"]
+        meta["length"] = len(self.body)
+        return meta
+
+    @classmethod
+    def from_parts(cls, header: dict[str, Any], body: bytes) -> Entry | None:
+        """Rebuild an entry, or None when the body is not the one the header describes."""
+        try:
+            if header["length"] != len(body) or header["etag"] != etag_of(body):
+                return None
+            ttl = header["ttl"]
+            return cls(
+                body,
+                str(header["content_type"]),
+                header["etag"],
+                float(header["created"]),
+                None if ttl is None else float(ttl),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class Tier(Protocol):
+    name: str
+
+    async def get(self, key: str) -> Entry | None: ...
+
+    async def put(self, key: str, entry: Entry) -> None: ...
+
+
+class MemoryCache:
+    """Least recently used entries, bounded by the bytes of their bodies."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def peek(self, key: str) -> Entry | None:
+        """A synchronous get: the hot path of a hit needs no await."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    async def get(self, key: str) -> Entry | None:
+        return self.peek(key)
+
+    async def put(self, key: str, entry: Entry) -> None:
+        if len(entry.body) > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= len(old.body)
+        self._entries[key] = entry
+        self.size += len(entry.body)
+        while self.size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= len(evicted.body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class DiskCache:
+    """One file an entry: a JSON header line, then the body. Survives restarts.
+
+    Writes go to a temporary file renamed into place, so a reader sees a whole
+    entry or none; an entry whose body does not match its header is a miss.
+    """
+
+    name = "disk"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    async def get(self, key: str) -> Entry | None:
+        return await asyncio.to_thread(self._read, key)
+
+    async def put(self, key: str, entry: Entry) -> None:
+        try:
+            await asyncio.to_thread(self._write, key, entry)
+        except OSError as e:
+            log.warning("disk cache: cannot write %s: %s", key, e)
+
+    def writable(self) -> bool:
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                return True
+        except OSError:
+            return False
+
+    def _read(self, key: str) -> Entry | None:
+        path = self.path(key)
+        try:
+            with path.open("rb") as f:
+                header = json.loads(f.readline())
+                body = f.read()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            header = None
+        entry = Entry.from_parts(header, body) if isinstance(header, dict) else None
+        if entry is None:
+            log.warning("disk cache: damaged entry %s, dropped", key)
+            path.unlink(missing_ok=True)
+        return entry
+
+    def _write(self, key: str, entry: Entry) -> None:
+        path = self.path(key)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(json.dumps(entry.header()).encode() + b"\n")
+                f.write(entry.body)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class TieredCache:
+    """Looks in each tier in turn and copies a hit into the tiers in front of it."""
+
+    def __init__(self, memory: MemoryCache, *tiers: Tier) -> None:
+        self.memory = memory
+        self.tiers: tuple[Tier, ...] = (memory, *tiers)
+
+    async def get(self, key: str) -> tuple[Entry | None, str | None]:
+        """The entry and the name of the tier that had it."""
+        for i, tier in enumerate(self.tiers):
+            entry = await tier.get(key)
+            if entry is not None:
+                for front in self.tiers[:i]:
+                    await front.put(key, entry)
+                return entry, tier.name
+        return None, None
+
+    async def put(self, key: str, entry: Entry) -> None:
+        for tier in self.tiers:
+            await tier.put(key, entry)

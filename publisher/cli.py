@@ -1,0 +1,171 @@
+"""The command line: parse, build Settings, call into the package. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .api import notebook_json
+from .cache import DiskCache, MemoryCache, TieredCache
+from .catalog import Catalog
+from .errors import PublisherError
+from .extract import FORMATS
+from .pool import KernelPool
+from .service import Publisher
+from .settings import SETTINGS, Settings
+from .signing import sign_url
+
+
+def _serve_options(command: Any) -> Any:
+    """One option per setting, each reading its PUBLISHER_* variable too."""
+    for setting in reversed(SETTINGS):
+        if setting.name == "notebook_dir":
+            continue
+        command = click.option(
+            setting.option,
+            setting.name,
+            type=setting.type,
+            envvar=setting.envvar,
+            default=None,
+            show_envvar=True,
+            help=f"{setting.help} [default: {setting.default}]",
+        )(command)
+    return command
+
+
+@click.group()
+def main() -> None:
+    """Publish Jupyter notebook charts at stable, cacheable URLs."""
+
+
+@main.command()
+@click.argument("notebook_dir", required=False, type=Path, envvar="PUBLISHER_NOTEBOOK_DIR")
+@_serve_options
+def serve(notebook_dir: Path | None, **options: Any) -> None:
+    """Serve the charts of the notebooks in NOTEBOOK_DIR (default: ./notebooks)."""
+    from .app import run
+
+    settings = Settings.from_env(notebook_dir=notebook_dir, **options)
+    if not settings.notebook_dir.is_dir():
+        raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
+    run(settings)
+
+
+@main.command()
+@click.argument("notebook_id")
+@click.argument("chart", required=False)
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A parameter value, as in a URL's query string; repeat for lists.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write; its suffix (.png, .svg, .pdf) picks the format. Default: stdout.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default=None,
+    help="Image format when writing to stdout. [default: png]",
+)
+@click.option(
+    "--notebooks",
+    "notebook_dir",
+    type=Path,
+    envvar="PUBLISHER_NOTEBOOK_DIR",
+    default=None,
+    help="Folder of notebooks. [default: notebooks]",
+)
+def render(
+    notebook_id: str,
+    chart: str | None,
+    params: tuple[tuple[str, str], ...],
+    output: Path | None,
+    fmt: str | None,
+    notebook_dir: Path | None,
+) -> None:
+    """Render one chart of NOTEBOOK_ID, as the server would, to a file or stdout."""
+    settings = Settings.from_env(notebook_dir=notebook_dir, kernels=1)
+    if fmt is None:
+        suffix = output.suffix.lstrip(".").lower() if output else ""
+        fmt = suffix if suffix in FORMATS else "png"
+    started = time.perf_counter()
+    try:
+        body, how = asyncio.run(_render(settings, notebook_id, chart, list(params), fmt))
+    except PublisherError as e:
+        raise click.ClickException(f"{e.message} [{e.code}, HTTP {e.status}]") from None
+    if output is None:
+        sys.stdout.buffer.write(body)
+    else:
+        output.write_bytes(body)
+        click.echo(
+            f"{output}: {len(body)} bytes ({how}, {time.perf_counter() - started:.2f}s)", err=True
+        )
+
+
+async def _render(
+    settings: Settings, notebook_id: str, chart: str | None, params: list[tuple[str, str]], fmt: str
+) -> tuple[bytes, str]:
+    pool = KernelPool(1, settings.preload_modules, queue_size=1)
+    cache = TieredCache(MemoryCache(settings.memory_cache_bytes), DiskCache(settings.cache_dir))
+    service = Publisher(settings, Catalog(settings.notebook_dir), cache, pool)
+    request = service.resolve(notebook_id, chart, params, fmt)
+    pool.start()
+    try:
+        result = await service.get(request)
+    finally:
+        await pool.close()
+    return result.entry.body, result.cache
+
+
+@main.command(name="list")
+@click.argument("notebook_dir", required=False, type=Path, envvar="PUBLISHER_NOTEBOOK_DIR")
+@click.option("--json", "as_json", is_flag=True, help="Print the same JSON as /api/notebooks.")
+def list_(notebook_dir: Path | None, as_json: bool) -> None:
+    """List the notebooks in NOTEBOOK_DIR with their charts and parameters."""
+    settings = Settings.from_env(notebook_dir=notebook_dir)
+    notebooks = [notebook_json(nb) for nb in Catalog(settings.notebook_dir).all()]
+    if as_json:
+        click.echo(json.dumps({"notebooks": notebooks}, indent=2, ensure_ascii=False))
+        return
+    for nb in notebooks:
+        click.echo(f"{nb['id']}  ({nb['title']})")
+        if nb["error"]:
+            click.echo(f"  error: {nb['error']['message']}")
+        for chart in nb["charts"]:
+            click.echo(f"  chart {chart['name']}: {chart['url']}")
+        for p in nb["parameters"]:
+            help_ = f"  # {p['help']}" if p["help"] else ""
+            click.echo(f"  {p['name']}: {p['type']} = {p['default']!r}{help_}")
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--secret",
+    envvar="PUBLISHER_SECRET",
+    required=True,
+    show_envvar=True,
+    help="The key the server was started with.",
+)
+@click.option(
+    "--expires", type=float, default=None, help="Seconds from now after which the URL is refused."
+)
+def sign(url: str, secret: str, expires: float | None) -> None:
+    """Print URL with a signature the server started with --secret accepts."""
+    until = int(time.time() + expires) if expires is not None else None
+    click.echo(sign_url(url, secret, until))

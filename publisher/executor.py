@@ -1,0 +1,137 @@
+"""One running ipykernel, driven cell by cell through nbclient.
+
+A ``Kernel`` is started once, warmed with the imports renders need, and then
+runs many jobs. nbclient does the Jupyter protocol (outputs, errors, dead
+kernels, timeouts); this module decides what a render runs and turns
+nbclient's exceptions into ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from time import monotonic
+from typing import Any
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+from .errors import KernelDied, NotebookFailed, RenderTimeout
+
+log = logging.getLogger(__name__)
+
+_KERNEL_SIDE = resources.files("publisher").joinpath("kernel_side.py").read_text()
+_INSTALL = (
+    "import sys as _s, types as _t\n"
+    "_m = _t.ModuleType('_publisher')\n"
+    "exec(compile({source!r}, '<publisher>', 'exec'), _m.__dict__)\n"
+    "_s.modules['_publisher'] = _m\n"
+    "_m.warm({modules!r})\n"
+    "del _s, _t, _m\n"
+)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How the chart is printed: ``fmt`` is png, svg or pdf; the rest may be left to the figure."""
+
+    fmt: str = "png"
+    dpi: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """The cells one render runs, already with the parameters injected, and where it runs."""
+
+    cwd: str
+    cells: tuple[str, ...]
+    options: RenderOptions
+
+
+Outputs = list[list[dict[str, Any]]]
+
+
+class Kernel:
+    """A kernel process plus the nbclient client that talks to it."""
+
+    def __init__(self, preload: list[str]) -> None:
+        self.preload = preload
+        self.renders = 0
+        self.km = AsyncKernelManager(kernel_name="python3")
+        self.client = NotebookClient(nbformat.v4.new_notebook(), km=self.km, allow_errors=False)
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = self.km.provisioner
+        process = getattr(provisioner, "process", None)
+        return getattr(process, "pid", None)
+
+    async def start(self) -> Kernel:
+        """Start the process and import the preload list; returns self once it can render."""
+        env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1")
+        env.pop("PYTHONSTARTUP", None)
+        await self.km.start_kernel(env=env)
+        try:
+            await self.client.async_start_new_kernel_client()
+            install = _INSTALL.format(source=_KERNEL_SIDE, modules=self.preload)
+            await self._run_cells((install,), deadline=monotonic() + 120)
+        except BaseException:
+            await self.shutdown()
+            raise
+        return self
+
+    async def run(self, job: Job, timeout: float) -> Outputs:
+        """Run one render's cells; returns each cell's outputs, in order.
+
+        After any exception the kernel's state is unknown: the caller must
+        not give it another job.
+        """
+        self.renders += 1
+        o = job.options
+        begin = f"__import__('_publisher').begin({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
+        outputs = await self._run_cells((begin, *job.cells), deadline=monotonic() + timeout)
+        return outputs[1:]
+
+    async def _run_cells(self, sources: tuple[str, ...], deadline: float) -> Outputs:
+        client = self.client
+        client.nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        client.reset_execution_trackers()
+        client.timeout_func = lambda cell: max(0.001, deadline - monotonic())  # type: ignore[assignment]
+        outputs: Outputs = []
+        try:
+            for index, cell in enumerate(client.nb.cells):
+                await client.async_execute_cell(cell, index, store_history=False)
+                outputs.append(list(cell.outputs))
+        except CellExecutionError as e:
+            raise NotebookFailed(
+                f"{e.ename}: {e.evalue}" if e.evalue else e.ename,
+                exception=e.ename,
+            ) from None
+        except CellTimeoutError:
+            raise RenderTimeout("the render took longer than its time limit") from None
+        except DeadKernelError:
+            raise KernelDied("the kernel died while rendering") from None
+        return outputs
+
+    async def alive(self) -> bool:
+        return bool(await self.km.is_alive())
+
+    async def shutdown(self) -> None:
+        """Stop the process now; renders are disposable, so there is nothing to save."""
+        try:
+            if self.client.kc is not None:
+                self.client.kc.stop_channels()
+                self.client.kc = None
+            if self.km.has_kernel:
+                await self.km.shutdown_kernel(now=True)
+        except Exception:  # a kernel that is already gone is what we wanted
+            log.debug("kernel shutdown", exc_info=True)
+        finally:
+            await asyncio.sleep(0)

@@ -1,0 +1,75 @@
+"""The part of publisher that runs inside the kernel.
+
+Its source is sent to every kernel when it starts (so the kernel needs no
+publisher install) and lives there as the module ``_publisher``. It does two
+things the server cannot do from outside: put a reused kernel back into the
+state of a fresh one before each render, and make matplotlib print figures in
+the format, dpi and pixel size the URL asked for, whatever the notebook does
+with ``%matplotlib inline``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+_options: dict[str, Any] = {"dpi": None, "width": None, "height": None}
+_rc_defaults: dict[str, Any] = {}
+_original_print_figure: Any = None
+
+
+def warm(modules: list[str]) -> None:
+    """Import what renders will need, once per kernel, and remember a clean matplotlib."""
+    global _original_print_figure
+    for name in modules:
+        importlib.import_module(name)
+    import matplotlib
+
+    # The inline backend applies its rc on first use; take the snapshot after it.
+    import matplotlib.pyplot  # noqa: F401
+    from IPython.core import pylabtools
+
+    # The backend and interactive mode belong to the kernel, not to a render.
+    _rc_defaults.update(
+        (k, v) for k, v in matplotlib.rcParams.items() if k not in ("backend", "interactive")
+    )
+    if _original_print_figure is None:
+        _original_print_figure = pylabtools.print_figure
+        # select_figure_formats looks this name up when it binds a formatter,
+        # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
+        pylabtools.print_figure = _print_figure  # type: ignore[assignment]
+
+
+def begin(cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None) -> None:
+    """Make this kernel look fresh for the next render."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from IPython import get_ipython
+    from IPython.core.pylabtools import select_figure_formats
+    from matplotlib_inline.config import InlineBackend
+
+    shell = get_ipython()
+    shell.reset(new_session=False, aggressive=False)
+    plt.close("all")
+    matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
+    os.chdir(cwd)
+    _options.update(dpi=dpi, width=width, height=height)
+    InlineBackend.instance().figure_formats = {fmt}
+    select_figure_formats(shell, {fmt})
+
+
+def _print_figure(fig: Any, fmt: str = "png", bbox_inches: Any = "tight", **kwargs: Any) -> Any:
+    """Print with the render's options: dpi, and an exact pixel size when one was asked for."""
+    dpi = _options["dpi"] or kwargs.pop("dpi", None) or fig.dpi
+    kwargs["dpi"] = dpi
+    width, height = _options["width"], _options["height"]
+    if width or height:
+        w_in, h_in = fig.get_size_inches()
+        if width and not height:
+            height = width * h_in / w_in
+        elif height and not width:
+            width = height * w_in / h_in
+        fig.set_size_inches(width / dpi, height / dpi)
+        bbox_inches = None
+    return _original_print_figure(fig, fmt=fmt, bbox_inches=bbox_inches, **kwargs)

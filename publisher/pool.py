@@ -1,0 +1,137 @@
+"""Warm kernels, started ahead, lent to one render at a time.
+
+The pool is the server's only limit on work: at most ``size`` renders run at
+once, at most ``queue_size`` more wait for a kernel, and past that a render is
+refused (503) rather than queued without end. A kernel that failed in any way
+is never lent again: it is shut down and a new one is started in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from .errors import Overloaded, ShuttingDown
+from .executor import Kernel
+
+log = logging.getLogger(__name__)
+
+
+class KernelPool:
+    def __init__(
+        self,
+        size: int,
+        preload: list[str],
+        *,
+        queue_size: int = 32,
+        renders_per_kernel: int = 200,
+        kernel_factory: Callable[[list[str]], Kernel] = Kernel,
+    ) -> None:
+        self.size = size
+        self.preload = preload
+        self.queue_size = queue_size
+        self.renders_per_kernel = renders_per_kernel
+        self.kernel_factory = kernel_factory
+        self.restarts = 0
+        self.waiting = 0
+        self.closed = False
+        self._idle: asyncio.Queue[Kernel] = asyncio.Queue()
+        self._busy: set[Kernel] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    @property
+    def busy(self) -> int:
+        return len(self._busy)
+
+    def start(self) -> None:
+        """Begin warming every kernel; returns at once, renders wait for the first ready one."""
+        for _ in range(self.size):
+            self._background(self._start_one())
+
+    async def wait_ready(self, count: int | None = None) -> None:
+        """Until ``count`` kernels (default: all) are idle; for tests and benchmarks."""
+        while self.idle < (self.size if count is None else count):
+            await asyncio.sleep(0.05)
+
+    @contextlib.asynccontextmanager
+    async def kernel(self) -> AsyncIterator[Kernel]:
+        """Lend a warm kernel; it goes back to the pool only if the block did not raise."""
+        kernel = await self._acquire()
+        self._busy.add(kernel)
+        try:
+            yield kernel
+        except BaseException:
+            self._retire(kernel)
+            raise
+        else:
+            if kernel.renders >= self.renders_per_kernel or self.closed:
+                self._retire(kernel)
+            else:
+                self._busy.discard(kernel)
+                self._idle.put_nowait(kernel)
+
+    async def _acquire(self) -> Kernel:
+        if self.closed:
+            raise ShuttingDown("the server is shutting down", retry_after=5)
+        if self._idle.empty() and self.waiting >= self.queue_size:
+            raise Overloaded(
+                f"all {self.size} kernels are busy and {self.waiting} renders are waiting",
+                retry_after=2,
+            )
+        self.waiting += 1
+        try:
+            while True:
+                kernel = await self._idle.get()
+                if await kernel.alive():
+                    return kernel
+                log.warning("kernel %s died while idle; replacing it", kernel.pid)
+                self._busy.add(kernel)
+                self._retire(kernel)
+        finally:
+            self.waiting -= 1
+
+    def _retire(self, kernel: Kernel) -> None:
+        self._busy.discard(kernel)
+        self._background(kernel.shutdown())
+        if not self.closed:
+            self.restarts += 1
+            self._background(self._start_one())
+
+    async def _start_one(self) -> None:
+        delay = 0.5
+        while not self.closed:
+            kernel = self.kernel_factory(self.preload)
+            try:
+                await kernel.start()
+            except Exception:
+                log.exception("kernel failed to start; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            if self.closed:
+                await kernel.shutdown()
+            else:
+                self._idle.put_nowait(kernel)
+            return
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop every kernel, idle or busy; renders still running fail with KernelDied."""
+        self.closed = True
+        starting = list(self._tasks)
+        kernels = list(self._busy)
+        while not self._idle.empty():
+            kernels.append(self._idle.get_nowait())
+        await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
+        await asyncio.gather(*starting, return_exceptions=True)

@@ -1,0 +1,115 @@
+"""A URL's query string, read as typed parameter values and render options.
+
+Limits are checked here, on the raw text, before anything is coerced or
+rendered: a hostile query string costs a few comparisons and a 400.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .catalog import Notebook
+from .errors import InvalidOption, InvalidParameter, RequestTooLarge, UnknownParameter
+from .executor import RenderOptions
+from .parameters import Parameter, Value, coerce
+from .settings import Settings
+
+OPTIONS = {"_dpi": "a number of dots per inch", "_width": "pixels", "_height": "pixels"}
+RESERVED = {"_sig", "_expires"}  # read by the signature check, not here
+
+
+@dataclass(frozen=True)
+class Query:
+    given: dict[str, Value]  # only what the URL set: what gets injected
+    values: dict[str, Value]  # every parameter, defaults filled in: what the cache key covers
+    options: RenderOptions
+
+
+def read_query(
+    notebook: Notebook, items: Iterable[tuple[str, str]], fmt: str, settings: Settings
+) -> Query:
+    raw: dict[str, list[str]] = {}
+    for key, value in items:
+        raw.setdefault(key, []).append(value)
+    if len(raw) > settings.max_params:
+        raise RequestTooLarge(f"too many query keys ({len(raw)}; at most {settings.max_params})")
+    options = RenderOptions(
+        fmt=fmt,
+        dpi=_number(raw, "_dpi", float, 10, settings.max_dpi),
+        width=_pixels(raw, "_width", settings.max_pixels),
+        height=_pixels(raw, "_height", settings.max_pixels),
+    )
+    given: dict[str, Value] = {}
+    for name, values in raw.items():
+        if name in OPTIONS or name in RESERVED:
+            continue
+        if name.startswith("_"):
+            raise InvalidOption(
+                f"unknown render option '{name}' (options: {', '.join(OPTIONS)})", option=name
+            )
+        param = notebook.parameter(name)
+        if param is None:
+            valid = [p.name for p in notebook.parameters]
+            raise UnknownParameter(
+                f"notebook '{notebook.id}' has no parameter '{name}'"
+                f" (parameters: {', '.join(valid) or 'none'})",
+                parameter=name,
+                valid=valid,
+            )
+        _check_size(param, values, settings)
+        given[name] = coerce(param, values)
+    values_all = {p.name: p.default for p in notebook.parameters}
+    values_all.update(given)
+    return Query(given=given, values=values_all, options=options)
+
+
+def _check_size(param: Parameter, values: list[str], settings: Settings) -> None:
+    items = [
+        item for v in values for item in (v.split(",") if param.type.startswith("list") else [v])
+    ]
+    if len(items) > settings.max_list_items:
+        raise InvalidParameter(
+            f"parameter '{param.name}' has {len(items)} items (at most {settings.max_list_items})",
+            parameter=param.name,
+            expected=param.type,
+        )
+    longest = max((len(v) for v in values), default=0)
+    limit = settings.max_value_length
+    if "int" in param.type:
+        limit = min(limit, settings.max_int_digits + 1)
+        longest = max((len(i.strip()) for i in items), default=0)
+    if longest > limit:
+        raise InvalidParameter(
+            f"parameter '{param.name}' expects {param.type}: value is too long"
+            f" ({longest} characters; at most {limit})",
+            parameter=param.name,
+            expected=param.type,
+        )
+
+
+def _pixels(raw: dict[str, list[str]], key: str, high: int) -> int | None:
+    number = _number(raw, key, int, 16, high)
+    return None if number is None else int(number)
+
+
+def _number(
+    raw: dict[str, list[str]], key: str, kind: type, low: float, high: float
+) -> float | None:
+    values = raw.get(key)
+    if not values:
+        return None
+    what = OPTIONS[key]
+    try:
+        if len(values) != 1 or len(values[0]) > 20:
+            raise ValueError
+        number = kind(values[0])
+        if not math.isfinite(number) or not low <= number <= high:
+            raise ValueError
+    except ValueError:
+        raise InvalidOption(
+            f"option '{key}' expects {what} from {low:g} to {high:g}, got {values[0]!r}",
+            option=key,
+        ) from None
+    return number

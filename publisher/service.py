@@ -1,0 +1,166 @@
+"""Render or hit: the one place the flow of a chart request is told.
+
+URL parts in, an ``Entry`` and how it was obtained out. The server's views and
+the ``publisher render`` command both come through here, so they cannot
+disagree about what a chart is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from .cache import Entry, TieredCache
+from .catalog import Catalog, Chart, Notebook
+from .errors import PublisherError
+from .executor import Job
+from .extract import FORMATS, chart_image
+from .inject import cells_to_run
+from .keys import render_key
+from .pool import KernelPool
+from .query import Query, read_query
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+HIT, MISS, STALE = "hit", "miss", "stale"
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    notebook: Notebook
+    chart: Chart
+    query: Query
+    key: str
+
+
+@dataclass(frozen=True)
+class Result:
+    entry: Entry
+    cache: str  # HIT, MISS or STALE
+    render_seconds: float | None = None
+
+
+@dataclass
+class _Flight:
+    """One execution shared by every request for the same render."""
+
+    task: asyncio.Task[tuple[Entry, float]]
+    waiters: int = 0
+    started: bool = False
+
+
+@dataclass
+class Stats:
+    renders: int = 0  # executions started
+    render_errors: int = 0
+
+
+Observer = Callable[[str, float | None], None]
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        cache: TieredCache,
+        pool: KernelPool,
+        coordinate: Callable[[str, Callable[[], Awaitable[Entry]]], Awaitable[Entry]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.cache = cache
+        self.pool = pool
+        self.coordinate = coordinate
+        self.stats = Stats()
+        self.observers: list[Observer] = []
+        self._flights: dict[str, _Flight] = {}
+
+    def resolve(
+        self, notebook_id: str, chart: str | None, items: Iterable[tuple[str, str]], fmt: str
+    ) -> RenderRequest:
+        """The render a URL names; raises the 4xx (or broken-notebook 500) it deserves."""
+        notebook = self.catalog.get(notebook_id)
+        chart_ = notebook.chart(chart)
+        query = read_query(notebook, items, fmt, self.settings)
+        key = render_key(notebook.digest, chart_.name, query.values, query.options)
+        return RenderRequest(notebook, chart_, query, key)
+
+    async def get(self, request: RenderRequest) -> Result:
+        """A cached entry when there is a usable one, else the outcome of one shared render."""
+        entry = self.cache.memory.peek(request.key)
+        if entry is None:
+            entry, _ = await self.cache.get(request.key)
+        if entry is not None:
+            left = entry.fresh_for()
+            if left is None or left > 0:
+                return Result(entry, HIT)
+            if -left <= self.settings.max_stale:
+                self._flight(request)  # revalidate in the background, serve the stale one now
+                return Result(entry, STALE)
+        entry, seconds = await self._wait(self._flight(request))
+        return Result(entry, MISS, seconds)
+
+    def _flight(self, request: RenderRequest) -> _Flight:
+        flight = self._flights.get(request.key)
+        if flight is None:
+            task = asyncio.ensure_future(self._render_and_store(request))
+            flight = self._flights[request.key] = _Flight(task)
+            task.add_done_callback(lambda _: self._flights.pop(request.key, None))
+            task.add_done_callback(_consume)
+        return flight
+
+    async def _wait(self, flight: _Flight) -> tuple[Entry, float]:
+        """Wait for a flight; the last waiter to leave before it started calls it off."""
+        flight.waiters += 1
+        try:
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.started and not flight.task.done():
+                flight.task.cancel()
+
+    async def _render_and_store(self, request: RenderRequest) -> tuple[Entry, float]:
+        flight = self._flights[request.key]
+        started = time.perf_counter()
+
+        async def produce() -> Entry:
+            async with self.pool.kernel() as kernel:
+                flight.started = True
+                self.stats.renders += 1
+                try:
+                    outputs = await kernel.run(self._job(request), self.settings.timeout)
+                except PublisherError:
+                    self.stats.render_errors += 1
+                    raise
+            image = chart_image(outputs, request.query.options.fmt, request.chart.cell is None)
+            mime = FORMATS[request.query.options.fmt]
+            entry = Entry.of(image, mime, request.notebook.ttl)
+            await self.cache.put(request.key, entry)
+            return entry
+
+        try:
+            entry = await (self.coordinate(request.key, produce) if self.coordinate else produce())
+        finally:
+            seconds = time.perf_counter() - started
+            for observe in self.observers:
+                observe(request.key, seconds if flight.started else None)
+        return entry, seconds
+
+    def _job(self, request: RenderRequest) -> Job:
+        notebook = request.notebook
+        return Job(
+            cwd=str(notebook.folder),
+            cells=cells_to_run(notebook, request.chart, request.query.given),
+            options=request.query.options,
+        )
+
+
+def _consume(task: asyncio.Task[object]) -> None:
+    """A background revalidation nobody waits for must not log 'exception never retrieved'."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("render failed: %s", task.exception())

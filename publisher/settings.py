@@ -1,0 +1,109 @@
+"""Every setting in one table: the CLI, the environment, the README and a test read it.
+
+A setting is a field of ``Settings`` with its help text; each is a command-line
+option of ``publisher serve`` and an environment variable ``PUBLISHER_<NAME>``.
+The dataclass is the only place a default lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    notebook_dir: Path = _setting(Path("notebooks"), "Folder of notebooks, searched recursively.")
+    host: str = _setting("127.0.0.1", "Address to listen on.")
+    port: int = _setting(8080, "Port to listen on.")
+    cache_dir: Path = _setting(Path(".publisher-cache"), "Folder of the disk cache.")
+    redis_url: str | None = _setting(None, "Redis URL of a cache shared by several servers.")
+    kernels: int = _setting(2, "Warm kernels; also how many renders run at once.")
+    timeout: float = _setting(30.0, "Seconds a render may take before it answers 504.")
+    secret: str | None = _setting(None, "Key for signed URLs; when set, chart URLs must be signed.")
+    queue_size: int = _setting(32, "Renders that may wait for a kernel before the answer is 503.")
+    memory_cache_mb: float = _setting(64.0, "Size of the in-memory cache tier, in MiB.")
+    renders_per_kernel: int = _setting(200, "Renders a kernel serves before it is replaced.")
+    preload: str = _setting(
+        "numpy,matplotlib,matplotlib.pyplot",
+        "Modules each warm kernel imports before its first render (comma-separated).",
+    )
+    scan_interval: float = _setting(1.0, "Seconds between checks of a notebook file for edits.")
+    browser_max_age: int = _setting(
+        300, "Seconds browsers and CDNs may reuse a chart without a ttl before asking again."
+    )
+    max_stale: float = _setting(3600.0, "Seconds a live chart past its ttl may still be served.")
+    redis_ttl: float = _setting(7 * 24 * 3600.0, "Seconds an entry lives in Redis.")
+    max_query_length: int = _setting(4096, "Longest query string accepted, in characters.")
+    max_params: int = _setting(32, "Most query keys accepted in one request.")
+    max_value_length: int = _setting(1000, "Longest string value or list item, in characters.")
+    max_list_items: int = _setting(100, "Most items in a list value.")
+    max_int_digits: int = _setting(18, "Most digits in an integer value.")
+    max_dpi: float = _setting(600.0, "Largest _dpi.")
+    max_pixels: int = _setting(4096, "Largest _width or _height, in pixels.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``PUBLISHER_*`` variables, then explicit values (the CLI's)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.envvar)
+            if raw:
+                values[setting.name] = setting.type(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def preload_modules(self) -> list[str]:
+        return [m.strip() for m in self.preload.split(",") if m.strip()]
+
+    @property
+    def memory_cache_bytes(self) -> int:
+        return int(self.memory_cache_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table, as the CLI and the README show it."""
+
+    name: str
+    default: Any
+    type: type
+    help: str
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def envvar(self) -> str:
+        return "PUBLISHER_" + self.name.upper()
+
+
+def _plain_type(hint: Any) -> type:
+    """``str | None`` -> ``str``: the type a command-line value is read as."""
+    if isinstance(hint, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.cast(type, hint)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(
+        f.name, f.default, _plain_type(typing.get_type_hints(Settings)[f.name]), f.metadata["help"]
+    )
+    for f in dataclasses.fields(Settings)
+)

@@ -1,0 +1,18 @@
+"""Typed keys for what the application holds; one module so views and app share them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .service import Publisher
+from .settings import Settings
+from .signing import Signer
+
+SETTINGS = web.AppKey("settings", Settings)
+SERVICE = web.AppKey("service", Publisher)
+SIGNER = web.AppKey("signer", Signer)
+Health = Callable[[], Awaitable[dict[str, Any]]]
+HEALTH: web.AppKey[Health] = web.AppKey("health")

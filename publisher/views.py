@@ -1,0 +1,86 @@
+"""HTTP handlers: read the URL, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp import web
+
+from . import state
+from .api import notebook_json
+from .errors import RequestTooLarge, UnknownChart, UnknownNotebook
+from .service import MISS, RenderRequest, Result
+
+CACHE_HEADER = "X-Publisher-Cache"
+
+
+async def chart(request: web.Request) -> web.StreamResponse:
+    settings = request.app[state.SETTINGS]
+    if len(request.query_string) > settings.max_query_length:
+        raise RequestTooLarge(
+            f"query string is {len(request.query_string)} characters"
+            f" (at most {settings.max_query_length})"
+        )
+    request.app[state.SIGNER].check(request)
+    path, fmt = request.match_info["path"], request.match_info["fmt"]
+    render = _resolve(request, path, fmt)
+    result = await request.app[state.SERVICE].get(render)
+    return _chart_response(request, render, result)
+
+
+def _resolve(request: web.Request, path: str, fmt: str) -> RenderRequest:
+    """``{id}/{chart}`` when that notebook has that chart, else ``{id}`` and its first chart."""
+    service = request.app[state.SERVICE]
+    items = list(request.query.items())
+    notebook_id, _, chart_name = path.rpartition("/")
+    if not notebook_id:
+        return service.resolve(path, None, items, fmt)
+    try:
+        return service.resolve(notebook_id, chart_name, items, fmt)
+    except (UnknownNotebook, UnknownChart) as first:
+        try:
+            return service.resolve(path, None, items, fmt)
+        except UnknownNotebook:
+            raise first from None
+
+
+def _chart_response(request: web.Request, render: RenderRequest, result: Result) -> web.Response:
+    entry = result.entry
+    settings = request.app[state.SETTINGS]
+    left = entry.fresh_for()
+    max_age = settings.browser_max_age if left is None else max(0, int(left))
+    headers = {
+        "ETag": entry.etag,
+        "Last-Modified": formatdate(entry.created, usegmt=True),
+        "Cache-Control": f"public, max-age={max_age}",
+        CACHE_HEADER: result.cache,
+    }
+    if result.render_seconds is not None and result.cache == MISS:
+        headers["Server-Timing"] = f"render;dur={result.render_seconds * 1000:.1f}"
+    if any(tag.value == entry.etag.strip('"') for tag in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=entry.body, content_type=entry.content_type, headers=headers)
+
+
+async def notebooks(request: web.Request) -> web.Response:
+    catalog = request.app[state.SERVICE].catalog
+    signer = request.app[state.SIGNER]
+    body = {"notebooks": [notebook_json(nb, signer) for nb in catalog.all()]}
+    return web.json_response(body, dumps=_dumps)
+
+
+async def one_notebook(request: web.Request) -> web.Response:
+    catalog = request.app[state.SERVICE].catalog
+    notebook = catalog.get(request.match_info["id"])
+    return web.json_response(notebook_json(notebook, request.app[state.SIGNER]), dumps=_dumps)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    health = await request.app[state.HEALTH]()
+    return web.json_response(health, status=200 if health["ok"] else 503)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)

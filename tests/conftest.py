@@ -1,0 +1,84 @@
+"""Shared fixtures: reference notebooks on disk and real servers with real kernels.
+
+Starting kernels costs about a second, so servers are module-scoped: each
+test module that needs one starts it once, on a module-scoped event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from publisher.app import POOL, create_app
+from publisher.settings import Settings
+
+from .notebooks import write_all
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "notebooks"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_program(path: str) -> str:
+    """The program's path; a missing one skips the test locally and fails it in CI."""
+    found = shutil.which(path)
+    if found is None:
+        message = f"{path} is not installed (apt-get install -y {Path(path).name})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_all(tmp_path_factory.mktemp("notebooks"))
+
+
+@pytest.fixture(scope="module")
+def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("examples") / "notebooks"
+    shutil.copytree(EXAMPLES, target)
+    return target
+
+
+def test_settings(notebook_dir: Path, cache_dir: Path, **changes: object) -> Settings:
+    """Settings for a test server: small, fast to notice edits, strict timeouts."""
+    base = Settings(
+        notebook_dir=notebook_dir,
+        cache_dir=cache_dir,
+        kernels=2,
+        timeout=20.0,
+        scan_interval=0.0,
+        queue_size=8,
+    )
+    return base.replace(**changes)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[TestClient]:
+    """A real server on a loopback port, its kernels warm before the first request."""
+    app = create_app(settings)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await app[POOL].wait_ready()
+        yield client
+    finally:
+        await client.close()
