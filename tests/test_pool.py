@@ -1,0 +1,195 @@
+"""Warm kernels under load and under faults, against real kernels.
+
+Each test starts its own small server, since the behaviour depends on the
+pool's size, queue and timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+from aiohttp.test_utils import TestClient
+
+from publisher.app import POOL
+from publisher.state import SERVICE
+
+from .conftest import free_port, serve, test_settings
+
+
+def renders(client: TestClient) -> int:
+    return client.app[SERVICE].stats.renders
+
+
+async def settle(client: TestClient) -> None:
+    """Until no render is in flight and every kernel is back (bounded)."""
+    service, pool = client.app[SERVICE], client.app[POOL]
+    for _ in range(400):
+        if not service._flights and pool.busy == 0 and pool.idle == pool.size:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the server did not settle")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+async def test_concurrent_identical_requests_share_one_execution(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    async with serve(test_settings(reference_dir, cache_dir)) as client:
+        before = renders(client)
+        responses = await asyncio.gather(
+            *(client.get("/charts/slow.png?seconds=0.5") for _ in range(25))
+        )
+        bodies = {await r.read() for r in responses}
+        assert [r.status for r in responses] == [200] * 25
+        assert len(bodies) == 1
+        assert renders(client) - before == 1
+        assert sorted(r.headers["X-Publisher-Cache"] for r in responses).count("miss") == 25
+
+
+async def test_a_miss_uses_a_warm_kernel_without_starting_one(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    async with serve(test_settings(reference_dir, cache_dir)) as client:
+        pool = client.app[POOL]
+        assert pool.idle == pool.size == 2
+        pids = {k.pid for k in list(pool._idle._queue)}  # type: ignore[attr-defined]
+        assert (await client.get("/charts/echo.png?count=101")).status == 200
+        await settle(client)
+        assert pool.restarts == 0
+        assert {k.pid for k in list(pool._idle._queue)} == pids  # type: ignore[attr-defined]
+
+
+async def test_past_the_queue_the_answer_is_503_with_retry_after(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, queue_size=1)
+    async with serve(settings) as client:
+        responses = await asyncio.gather(
+            *(client.get(f"/charts/slow.png?seconds=1.{i}") for i in range(4))
+        )
+        statuses = sorted(r.status for r in responses)
+        assert statuses == [200, 200, 503, 503]
+        refused = next(r for r in responses if r.status == 503)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert (await refused.json())["error"]["code"] == "overloaded"
+
+
+async def test_a_client_that_leaves_while_queued_starts_no_render(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1)
+    async with serve(settings) as client:
+        before = renders(client)
+        busy = asyncio.ensure_future(client.get("/charts/slow.png?seconds=1"))
+        while client.app[POOL].busy == 0:
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.TimeoutError):
+            await client.get(
+                "/charts/slow.png?seconds=0.1", timeout=aiohttp.ClientTimeout(total=0.3)
+            )
+        assert (await busy).status == 200
+        await settle(client)
+        assert renders(client) - before == 1
+
+
+async def test_a_kernel_that_dies_gives_500_and_is_replaced(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    async with serve(test_settings(reference_dir, cache_dir)) as client:
+        response = await client.get("/charts/crash.png")
+        assert response.status == 500
+        assert (await response.json())["error"]["code"] == "kernel_died"
+        await settle(client)
+        assert client.app[POOL].restarts == 1
+        assert (await client.get("/charts/echo.png?count=102")).status == 200
+
+
+async def test_a_render_past_the_timeout_gives_504_and_its_kernel_is_replaced(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, timeout=1.0)
+    async with serve(settings) as client:
+        pool = client.app[POOL]
+        old_pid = next(iter(pool._idle._queue)).pid  # type: ignore[attr-defined]
+        response = await client.get("/charts/slow.png?seconds=30")
+        assert response.status == 504
+        assert (await response.json())["error"]["code"] == "timeout"
+        await settle(client)
+        assert pool.restarts == 1
+        assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+        assert (await client.get("/charts/echo.png?count=103")).status == 200
+
+
+async def test_a_kernel_is_replaced_after_its_quota_of_renders(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, renders_per_kernel=2)
+    async with serve(settings) as client:
+        for count in range(3):
+            assert (await client.get(f"/charts/echo.png?count={200 + count}")).status == 200
+            await settle(client)
+        assert client.app[POOL].restarts == 1
+
+
+async def test_a_notebook_error_retires_the_kernel(reference_dir: Path, cache_dir: Path) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1)
+    async with serve(settings) as client:
+        assert (await client.get("/charts/fails.png")).status == 500
+        await settle(client)
+        assert client.app[POOL].restarts == 1
+        assert (await client.get("/charts/state.png?run=1")).status == 200
+
+
+def kernel_pids(server: psutil.Process) -> set[int]:
+    return {p.pid for p in server.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())}
+
+
+def test_sigterm_answers_in_flight_requests_and_leaves_no_kernel(
+    reference_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "publisher", "serve", str(reference_dir), "--port", str(port)]
+    command += ["--cache-dir", str(tmp_path), "--kernels", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        server = psutil.Process(proc.pid)
+
+        async def scenario() -> tuple[int, set[int]]:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(300):
+                    try:
+                        async with http.get(f"{base}/healthz") as r:
+                            if (await r.json())["kernels"]["idle"] == 2:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.1)
+                pids = kernel_pids(server)
+                in_flight = asyncio.ensure_future(http.get(f"{base}/charts/slow.png?seconds=1"))
+                await asyncio.sleep(0.3)  # let the render start before the signal
+                os.kill(proc.pid, signal.SIGTERM)
+                response = await in_flight
+                return response.status, pids
+
+        status, pids = asyncio.run(scenario())
+        assert len(pids) == 2
+        assert status == 200
+        assert proc.wait(timeout=30) == 0
+        assert not [p for p in pids if psutil.pid_exists(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
