@@ -146,6 +146,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
+        handler_cancellation=True,  # a client that leaves stops waiting (and queued renders)
         print=None,
         shutdown_timeout=settings.timeout + 5,
     )

@@ -66,24 +66,26 @@ def read_query(
 
 
 def _check_size(param: Parameter, values: list[str], settings: Settings) -> None:
-    items = [
-        item for v in values for item in (v.split(",") if param.type.startswith("list") else [v])
-    ]
+    is_list = param.type.startswith("list")
+    items = [i for v in values for i in (v.split(",") if is_list and len(values) == 1 else [v])]
     if len(items) > settings.max_list_items:
         raise InvalidParameter(
             f"parameter '{param.name}' has {len(items)} items (at most {settings.max_list_items})",
             parameter=param.name,
             expected=param.type,
         )
-    longest = max((len(v) for v in values), default=0)
-    limit = settings.max_value_length
-    if "int" in param.type:
-        limit = min(limit, settings.max_int_digits + 1)
-        longest = max((len(i.strip()) for i in items), default=0)
+    if param.type in ("int", "list[int]"):
+        longest, limit, unit = (
+            max(len(i.strip().lstrip("+-")) for i in items),
+            settings.max_int_digits,
+            "digits",
+        )
+    else:
+        longest, limit, unit = max(len(i) for i in items), settings.max_value_length, "characters"
     if longest > limit:
         raise InvalidParameter(
-            f"parameter '{param.name}' expects {param.type}: value is too long"
-            f" ({longest} characters; at most {limit})",
+            f"parameter '{param.name}' expects {param.type}: a value has {longest} {unit}"
+            f" (at most {limit})",
             parameter=param.name,
             expected=param.type,
         )

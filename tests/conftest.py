@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.app import POOL, create_app
+from publisher.app import POOL, AccessLogger, create_app
 from publisher.settings import Settings
 
 from .notebooks import write_all
@@ -75,7 +75,9 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 async def serve(settings: Settings) -> AsyncIterator[TestClient]:
     """A real server on a loopback port, its kernels warm before the first request."""
     app = create_app(settings)
-    client = TestClient(TestServer(app))
+    server = TestServer(app)
+    await server.start_server(access_log_class=AccessLogger)
+    client = TestClient(server)
     await client.start_server()
     try:
         await app[POOL].wait_ready()

@@ -1,0 +1,104 @@
+"""The cache tiers: memory is bounded and LRU, disk survives restarts and shrugs off damage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from publisher.cache import DiskCache, Entry, MemoryCache, TieredCache
+
+
+def entry(body: bytes = b"png-bytes", ttl: float | None = None) -> Entry:
+    return Entry.of(body, "image/png", ttl)
+
+
+async def test_memory_cache_evicts_least_recently_used_past_its_byte_bound() -> None:
+    memory = MemoryCache(max_bytes=25)
+    await memory.put("a", entry(b"x" * 10))
+    await memory.put("b", entry(b"y" * 10))
+    assert memory.peek("a") is not None  # a is now the most recently used
+    await memory.put("c", entry(b"z" * 10))
+    assert memory.peek("b") is None
+    assert memory.peek("a") is not None and memory.peek("c") is not None
+    assert memory.size == 20
+
+
+async def test_memory_cache_skips_an_entry_larger_than_itself() -> None:
+    memory = MemoryCache(max_bytes=5)
+    await memory.put("big", entry(b"x" * 6))
+    assert memory.peek("big") is None and memory.size == 0
+
+
+async def test_memory_cache_replacing_a_key_keeps_the_size_right() -> None:
+    memory = MemoryCache(max_bytes=100)
+    await memory.put("a", entry(b"x" * 10))
+    await memory.put("a", entry(b"x" * 30))
+    assert memory.size == 30 and len(memory) == 1
+
+
+async def test_disk_cache_survives_a_restart(tmp_path: Path) -> None:
+    stored = entry(ttl=60)
+    await DiskCache(tmp_path).put("k" * 64, stored)
+    assert await DiskCache(tmp_path).get("k" * 64) == stored
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[:-3],  # truncated body
+        lambda raw: raw.replace(b"png-bytes", b"png-bytez"),  # body does not match its etag
+        lambda raw: b"not json\n" + raw,  # header unreadable
+        lambda raw: b"",  # empty file
+        lambda raw: b'{"length": 9}\npng-bytes',  # header missing fields
+    ],
+)
+async def test_a_damaged_disk_entry_is_a_miss_and_is_removed(tmp_path: Path, damage) -> None:
+    disk = DiskCache(tmp_path)
+    key = "d" * 64
+    await disk.put(key, entry())
+    path = disk.path(key)
+    path.write_bytes(damage(path.read_bytes()))
+    assert await disk.get(key) is None
+    assert not path.exists()
+
+
+async def test_disk_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch) -> None:
+    disk = DiskCache(tmp_path)
+
+    def fail(*_args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    await disk.put("e" * 64, entry())  # logged, not raised
+    assert await disk.get("e" * 64) is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_disk_cache_reports_whether_it_can_write(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path)
+    assert disk.writable()
+    tmp_path.chmod(0o500)
+    try:
+        assert disk.writable() is (os.geteuid() == 0)  # root writes anywhere
+    finally:
+        tmp_path.chmod(0o700)
+
+
+async def test_tiered_cache_copies_a_disk_hit_into_memory(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path)
+    await disk.put("f" * 64, entry())
+    cache = TieredCache(MemoryCache(1000), disk)
+    found, tier = await cache.get("f" * 64)
+    assert tier == "disk" and found is not None
+    assert cache.memory.peek("f" * 64) == found
+    assert (await cache.get("f" * 64))[1] == "memory"
+
+
+async def test_freshness_follows_the_ttl() -> None:
+    forever = entry()
+    live = Entry(b"x", "image/png", '"e"', created=1000.0, ttl=60)
+    assert forever.fresh_for() is None
+    assert live.fresh_for(now=1030.0) == 30
+    assert live.fresh_for(now=1090.0) == -30
