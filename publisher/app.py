@@ -17,6 +17,7 @@ from .errors import NotFound, PublisherError
 from .extract import FORMATS
 from .metrics import CONTENT_TYPE, Metrics
 from .pool import KernelPool
+from .redis_shared import REDIS, attach
 from .responses import error_response
 from .service import Publisher
 from .settings import Settings
@@ -62,9 +63,13 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
                 "restarts": pool.restarts,
             },
             "cache": {"disk_writable": writable, "memory_entries": len(cache.memory)},
+            # a Redis outage is reported, not fatal: servers go on from their local tiers
+            "redis": app[REDIS].health() if REDIS in app else {"configured": False},
         }
 
     app[state.HEALTH] = health
+    if settings.redis_url:
+        attach(app, settings)  # before the kernels, so it closes after them
     app.cleanup_ctx.append(_kernels)
 
     formats = "|".join(FORMATS)
