@@ -15,6 +15,7 @@ from .cache import DiskCache, MemoryCache, TieredCache
 from .catalog import Catalog
 from .errors import NotFound, PublisherError
 from .extract import FORMATS
+from .gallery import setup_gallery
 from .metrics import CONTENT_TYPE, Metrics
 from .pool import KernelPool
 from .redis_shared import REDIS, attach
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
     app.router.add_get("/api/notebooks/{id:.+}", views.one_notebook)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/metrics", _metrics)
+    setup_gallery(app)
     return app
 
 
