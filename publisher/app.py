@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
         writable = disk.writable()
         return {
             "ok": writable and not pool.closed,
+            "ready": pool.idle + pool.busy > 0,  # alive, and able to render now
             "kernels": {
                 "size": pool.size,
                 "idle": pool.idle,

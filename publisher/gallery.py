@@ -76,6 +76,13 @@ def setup_gallery(app: web.Application) -> None:
     app.router.add_get("/", gallery, name="gallery")
     # ?v=<hash of the file> on every asset URL, so a new version is never read from a stale cache
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    app.on_response_prepare.append(_cache_versioned_assets)
+
+
+async def _cache_versioned_assets(request: web.Request, response: web.StreamResponse) -> None:
+    """A versioned asset URL never changes content, so caches may keep it for good."""
+    if request.path.startswith("/static/") and "v" in request.query and response.status == 200:
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
 
 
 async def gallery(request: web.Request) -> web.Response:

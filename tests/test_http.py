@@ -313,3 +313,24 @@ async def test_added_and_removed_notebooks_show_without_restart(
     listing = await (await client.get("/api/notebooks")).json()
     assert "fresh" not in {nb["id"] for nb in listing["notebooks"]}
     assert (await client.get("/charts/fresh.png")).status == 404
+
+
+async def test_gallery_page_links_versioned_assets_cached_for_good(client: TestClient) -> None:
+    page = await client.get("/")
+    text = await page.text()
+    assert page.status == 200 and page.content_type == "text/html"
+    css = re.search(r'href="(/static/gallery\.css\?v=[^"]+)"', text)
+    assert css is not None
+    asset = await client.get(css.group(1))
+    assert asset.status == 200
+    assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+
+
+async def test_gallery_escapes_what_notebooks_say(client: TestClient, reference_dir: Path) -> None:
+    path = write_notebook(reference_dir / "xss.ipynb", ["# <script>alert(1)</script>", chart()])
+    try:
+        text = await (await client.get("/")).text()
+        assert "<script>alert(1)</script>" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    finally:
+        path.unlink()

@@ -41,7 +41,7 @@ async def metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], 
 async def test_healthz_reports_kernels_and_cache(client: TestClient) -> None:
     response = await client.get("/healthz")
     health = await response.json()
-    assert response.status == 200 and health["ok"] is True
+    assert response.status == 200 and health["ok"] is True and health["ready"] is True
     assert health["kernels"]["size"] == 2
     assert health["cache"]["disk_writable"] is True
 
