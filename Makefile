@@ -23,8 +23,8 @@ serve: install
 	$(VENV)/bin/publisher serve notebooks --port $(PORT)
 
 lint: install
-	$(VENV)/bin/ruff check publisher tests
-	$(VENV)/bin/ruff format --check publisher tests
+	$(VENV)/bin/ruff check publisher tests bench
+	$(VENV)/bin/ruff format --check publisher tests bench
 	$(VENV)/bin/mypy publisher
 
 test: install system-deps lint

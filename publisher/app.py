@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
-from . import state, views
+from . import logs, state, views
 from .cache import DiskCache, MemoryCache, TieredCache
 from .catalog import Catalog
 from .errors import NotFound, PublisherError
@@ -119,41 +118,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error_response(
             PublisherError("internal server error"), request.headers.get("Accept", "")
         )
-    metrics = request.app[METRICS]
-    metrics.requests.labels(str(response.status)).inc()
-    cache = response.headers.get(views.CACHE_HEADER)
-    if cache:
-        metrics.cache.labels(cache).inc()
+    request.app[METRICS].answered(response.status, response.headers.get(views.CACHE_HEADER))
     return response
 
 
-class AccessLogger(AbstractAccessLogger):
-    """One line a request: what was asked, the status, the cache result and render time."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
-        timing = response.headers.get("Server-Timing", "")
-        render = timing.partition("dur=")[2] or "-"
-        self.logger.info(
-            '%s "%s %s" %s cache=%s render_ms=%s total_ms=%.1f',
-            request.remote,
-            request.method,
-            request.path_qs,
-            response.status,
-            response.headers.get(views.CACHE_HEADER, "-"),
-            render,
-            elapsed * 1000,
-        )
-
-
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     started = time.time()
     log.info("serving %s on http://%s:%s", settings.notebook_dir, settings.host, settings.port)
+    app = create_app(settings)
+    app.cleanup_ctx.insert(0, logs.flushing())
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
-        access_log_class=AccessLogger,
+        access_log_class=logs.AccessLogger,
         handler_cancellation=True,  # a client that leaves stops waiting (and queued renders)
         print=None,
         shutdown_timeout=settings.timeout + 5,

@@ -8,6 +8,7 @@ answers a miss; a cache failure never fails a request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +35,11 @@ class Entry:
     @classmethod
     def of(cls, body: bytes, content_type: str, ttl: float | None = None) -> Entry:
         return cls(body, content_type, etag_of(body), time.time(), ttl)
+
+    @functools.cached_property
+    def last_modified(self) -> str:
+        """The HTTP date of the render, formatted once per entry rather than per answer."""
+        return formatdate(self.created, usegmt=True)
 
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.created)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import click
 
@@ -123,7 +124,7 @@ async def _render(
     pool = KernelPool(1, settings.preload_modules, queue_size=1)
     cache = TieredCache(MemoryCache(settings.memory_cache_bytes), DiskCache(settings.cache_dir))
     service = Publisher(settings, Catalog(settings.notebook_dir), cache, pool)
-    request = service.resolve(notebook_id, chart, params, fmt)
+    request = service.resolve(notebook_id, chart, urlencode(params), fmt)
     pool.start()
     try:
         result = await service.get(request)

@@ -34,6 +34,7 @@ _INSTALL = (
     "_m.warm({modules!r})\n"
     "del _s, _t, _m\n"
 )
+_PUBLISHER = "__import__('_publisher')."  # binds no name the notebook could see
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,20 @@ class Kernel:
         return self
 
     async def run(self, job: Job, timeout: float) -> Outputs:
-        """Run one render's cells; returns each cell's outputs, in order.
+        """Run one render's cells in a clean kernel; returns each cell's outputs, in order.
 
         After any exception the kernel's state is unknown: the caller must
         not give it another job.
         """
         self.renders += 1
         o = job.options
-        begin = f"__import__('_publisher').begin({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
-        outputs = await self._run_cells((begin, *job.cells), deadline=monotonic() + timeout)
+        prepare = f"prepare({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
+        outputs = await self._run_cells((_PUBLISHER + prepare, *job.cells), monotonic() + timeout)
         return outputs[1:]
+
+    async def reset(self, timeout: float = 30) -> None:
+        """Back to the state of a fresh kernel; done between renders, not during one."""
+        await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout)
 
     async def _run_cells(self, sources: tuple[str, ...], deadline: float) -> Outputs:
         client = self.client

@@ -3,13 +3,14 @@
 Its source is sent to every kernel when it starts (so the kernel needs no
 publisher install) and lives there as the module ``_publisher``. It does two
 things the server cannot do from outside: put a reused kernel back into the
-state of a fresh one before each render, and make matplotlib print figures in
+state of a fresh one after each render, and make matplotlib print figures in
 the format, dpi and pixel size the URL asked for, whatever the notebook does
 with ``%matplotlib inline``.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 _options: dict[str, Any] = {"dpi": None, "width": None, "height": None}
 _rc_defaults: dict[str, Any] = {}
 _original_print_figure: Any = None
+_home = os.getcwd()
 
 
 def warm(modules: list[str]) -> None:
@@ -39,24 +41,40 @@ def warm(modules: list[str]) -> None:
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
         pylabtools.print_figure = _print_figure  # type: ignore[assignment]
+    # What is loaded now lives as long as the kernel: keep the collector off it.
+    gc.collect()
+    gc.freeze()
 
 
-def begin(cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None) -> None:
-    """Make this kernel look fresh for the next render."""
+def reset() -> None:
+    """Make this kernel look fresh again; runs after a render, off the request's path."""
     import matplotlib
     import matplotlib.pyplot as plt
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    # reset() would flush the output cache with a full gc.collect(), tens of
+    # milliseconds; renders run with store_history=False, so there is no cache.
+    full_cache, shell.displayhook.do_full_cache = shell.displayhook.do_full_cache, 0
+    try:
+        shell.reset(new_session=False, aggressive=False)
+    finally:
+        shell.displayhook.do_full_cache = full_cache
+    plt.close("all")
+    matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
+    os.chdir(_home)
+
+
+def prepare(cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None) -> None:
+    """Point a clean kernel at this render: its folder, and how to print its figures."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
-    shell = get_ipython()
-    shell.reset(new_session=False, aggressive=False)
-    plt.close("all")
-    matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
     os.chdir(cwd)
     _options.update(dpi=dpi, width=width, height=height)
     InlineBackend.instance().figure_formats = {fmt}
-    select_figure_formats(shell, {fmt})
+    select_figure_formats(get_ipython(), {fmt})
 
 
 def _print_figure(fig: Any, fmt: str = "png", bbox_inches: Any = "tight", **kwargs: Any) -> Any:

@@ -58,6 +58,20 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_PoolCollector(pool))
+        self._by_status: dict[int, Counter] = {}
+        self._by_cache: dict[str, Counter] = {}
+
+    def answered(self, status: int, cache: str | None) -> None:
+        """Count one answer; each label's child is looked up once, not once per request."""
+        requests = self._by_status.get(status)
+        if requests is None:
+            requests = self._by_status[status] = self.requests.labels(str(status))
+        requests.inc()
+        if cache:
+            cached = self._by_cache.get(cache)
+            if cached is None:
+                cached = self._by_cache[cache] = self.cache.labels(cache)
+            cached.inc()
 
     def render_finished(self, _key: str, seconds: float | None) -> None:
         if seconds is not None:

@@ -74,8 +74,21 @@ class KernelPool:
             if kernel.renders >= self.renders_per_kernel or self.closed:
                 self._retire(kernel)
             else:
-                self._busy.discard(kernel)
-                self._idle.put_nowait(kernel)
+                self._background(self._recycle(kernel))
+
+    async def _recycle(self, kernel: Kernel) -> None:
+        """Reset a kernel after its render, so the next one finds it clean and waits for nothing."""
+        try:
+            await kernel.reset()
+        except Exception:
+            log.warning("kernel %s failed its reset; replacing it", kernel.pid, exc_info=True)
+            self._retire(kernel)
+            return
+        if self.closed:
+            self._retire(kernel)
+        else:
+            self._busy.discard(kernel)
+            self._idle.put_nowait(kernel)
 
     async def _acquire(self) -> Kernel:
         if self.closed:

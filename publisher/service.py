@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from .cache import Entry, TieredCache
 from .catalog import Catalog, Chart, Notebook
@@ -27,6 +29,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 HIT, MISS, STALE = "hit", "miss", "stale"
+RESOLVED_URLS = 4096  # recently seen URLs whose render request is kept ready
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,29 @@ class Publisher:
         self.stats = Stats()
         self.observers: list[Observer] = []
         self._flights: dict[str, _Flight] = {}
+        self._resolved: OrderedDict[tuple[object, ...], RenderRequest] = OrderedDict()
 
-    def resolve(
-        self, notebook_id: str, chart: str | None, items: Iterable[tuple[str, str]], fmt: str
-    ) -> RenderRequest:
-        """The render a URL names; raises the 4xx (or broken-notebook 500) it deserves."""
+    def resolve(self, notebook_id: str, chart: str | None, query: str, fmt: str) -> RenderRequest:
+        """The render a URL (its raw query string) names; raises the 4xx it deserves.
+
+        A URL seen before (same notebook content, same query text) is looked
+        up rather than parsed and hashed again: the hot path of a hit.
+        """
         notebook = self.catalog.get(notebook_id)
+        seen = (notebook.digest, chart, fmt, query)
+        request = self._resolved.get(seen)
+        if request is not None:
+            self._resolved.move_to_end(seen)
+            return request
         chart_ = notebook.chart(chart)
-        query = read_query(notebook, items, fmt, self.settings)
-        key = render_key(notebook.digest, chart_.name, query.values, query.options)
-        return RenderRequest(notebook, chart_, query, key)
+        items = parse_qsl(query, keep_blank_values=True)
+        parsed = read_query(notebook, items, fmt, self.settings)
+        key = render_key(notebook.digest, chart_.name, parsed.values, parsed.options)
+        request = RenderRequest(notebook, chart_, parsed, key)
+        self._resolved[seen] = request
+        if len(self._resolved) > RESOLVED_URLS:
+            self._resolved.popitem(last=False)
+        return request
 
     async def get(self, request: RenderRequest) -> Result:
         """A cached entry when there is a usable one, else the outcome of one shared render."""

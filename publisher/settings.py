@@ -35,7 +35,7 @@ class Settings:
     memory_cache_mb: float = _setting(64.0, "Size of the in-memory cache tier, in MiB.")
     renders_per_kernel: int = _setting(200, "Renders a kernel serves before it is replaced.")
     preload: str = _setting(
-        "numpy,matplotlib,matplotlib.pyplot",
+        "numpy,pandas,matplotlib,matplotlib.pyplot",
         "Modules each warm kernel imports before its first render (comma-separated).",
     )
     scan_interval: float = _setting(1.0, "Seconds between checks of a notebook file for edits.")

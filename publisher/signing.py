@@ -54,14 +54,15 @@ class Signer:
     def check(self, request: web.Request) -> None:
         if not self.secret:
             return
-        pairs = list(request.query.items())
-        given = request.query.get(SIG)
+        pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+        query = dict(pairs)
+        given = query.get(SIG)
         if given is None:
             raise Forbidden("this server only renders signed URLs: the URL has no _sig")
         expected = signature(self.secret, request.path, pairs)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Forbidden("the URL's signature does not match it")
-        expires = request.query.get(EXPIRES)
+        expires = query.get(EXPIRES)
         if expires is not None:
             try:
                 if float(expires) < time.time():

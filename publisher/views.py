@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -11,37 +10,35 @@ from aiohttp import web
 from . import state
 from .api import notebook_json
 from .errors import RequestTooLarge, UnknownChart, UnknownNotebook
+from .logs import CACHE_HEADER
 from .service import MISS, RenderRequest, Result
-
-CACHE_HEADER = "X-Publisher-Cache"
 
 
 async def chart(request: web.Request) -> web.StreamResponse:
     settings = request.app[state.SETTINGS]
-    if len(request.query_string) > settings.max_query_length:
+    query = request.rel_url.raw_query_string
+    if len(query) > settings.max_query_length:
         raise RequestTooLarge(
-            f"query string is {len(request.query_string)} characters"
-            f" (at most {settings.max_query_length})"
+            f"query string is {len(query)} characters (at most {settings.max_query_length})"
         )
     request.app[state.SIGNER].check(request)
     path, fmt = request.match_info["path"], request.match_info["fmt"]
-    render = _resolve(request, path, fmt)
+    render = _resolve(request, path, query, fmt)
     result = await request.app[state.SERVICE].get(render)
     return _chart_response(request, render, result)
 
 
-def _resolve(request: web.Request, path: str, fmt: str) -> RenderRequest:
+def _resolve(request: web.Request, path: str, query: str, fmt: str) -> RenderRequest:
     """``{id}/{chart}`` when that notebook has that chart, else ``{id}`` and its first chart."""
     service = request.app[state.SERVICE]
-    items = list(request.query.items())
     notebook_id, _, chart_name = path.rpartition("/")
     if not notebook_id:
-        return service.resolve(path, None, items, fmt)
+        return service.resolve(path, None, query, fmt)
     try:
-        return service.resolve(notebook_id, chart_name, items, fmt)
+        return service.resolve(notebook_id, chart_name, query, fmt)
     except (UnknownNotebook, UnknownChart) as first:
         try:
-            return service.resolve(path, None, items, fmt)
+            return service.resolve(path, None, query, fmt)
         except UnknownNotebook:
             raise first from None
 
@@ -53,15 +50,18 @@ def _chart_response(request: web.Request, render: RenderRequest, result: Result)
     max_age = settings.browser_max_age if left is None else max(0, int(left))
     headers = {
         "ETag": entry.etag,
-        "Last-Modified": formatdate(entry.created, usegmt=True),
+        "Last-Modified": entry.last_modified,
         "Cache-Control": f"public, max-age={max_age}",
         CACHE_HEADER: result.cache,
     }
     if result.render_seconds is not None and result.cache == MISS:
         headers["Server-Timing"] = f"render;dur={result.render_seconds * 1000:.1f}"
-    if any(tag.value == entry.etag.strip('"') for tag in request.if_none_match or ()):
+    if "If-None-Match" in request.headers and any(
+        tag.value == entry.etag.strip('"') for tag in request.if_none_match or ()
+    ):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=entry.body, content_type=entry.content_type, headers=headers)
+    headers["Content-Type"] = entry.content_type
+    return web.Response(body=entry.body, headers=headers)
 
 
 async def notebooks(request: web.Request) -> web.Response:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.app import POOL, AccessLogger, create_app
+from publisher.app import POOL, create_app
+from publisher.logs import AccessLogger
 from publisher.settings import Settings
 
 from .notebooks import write_all

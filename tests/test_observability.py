@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from publisher.cache import DiskCache
+from publisher.logs import ACCESS_LOG, BATCH, AccessLog
 from publisher.state import SERVICE
 
 from .conftest import serve, test_settings
@@ -62,15 +63,29 @@ async def test_metrics_count_requests_cache_results_and_renders(client: TestClie
 
 
 async def test_one_access_log_line_per_request_with_cache_and_render_time(
-    client: TestClient, caplog: pytest.LogCaptureFixture
+    client: TestClient,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
-        await client.get("/charts/echo.png?count=302")
-        await client.get("/charts/echo.png?count=302")
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    ACCESS_LOG.lines.clear()
+    await client.get("/charts/echo.png?count=302")
+    await client.get("/charts/echo.png?count=302")
+    lines = list(ACCESS_LOG.lines)
     assert len(lines) == 2
-    assert " 200 cache=miss render_ms=" in lines[0] and "render_ms=-" not in lines[0]
-    assert " 200 cache=hit render_ms=- " in lines[1]
+    assert '"GET /charts/echo.png?count=302" 200 cache=miss render_ms=' in lines[0]
+    assert "render_ms=-" not in lines[0]
+    assert " 200 cache=hit render_ms=- total_ms=" in lines[1]
+
+
+async def test_the_access_log_is_written_in_batches() -> None:
+    stream = io.StringIO()
+    log = AccessLog(stream)
+    log.add("one")
+    log.add("two")
+    assert stream.getvalue() == ""
+    log.flush()
+    assert stream.getvalue() == "one\ntwo\n" and log.lines == []
+    for i in range(BATCH):
+        log.add(str(i))
+    assert stream.getvalue().count("\n") == BATCH + 2  # a full batch goes out at once
 
 
 async def test_a_memory_hit_touches_no_disk(client: TestClient, monkeypatch) -> None:

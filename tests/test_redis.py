@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import pytest_asyncio
@@ -129,7 +130,7 @@ def renders(*clients: TestClient) -> int:
 
 
 def key_of(client: TestClient, notebook: str, **params: str) -> str:
-    return client.app[SERVICE].resolve(notebook, None, params.items(), "png").key
+    return client.app[SERVICE].resolve(notebook, None, urlencode(params), "png").key
 
 
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> int:
