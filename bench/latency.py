@@ -86,8 +86,38 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = "timeseries"
+NOTEBOOK = "small"  # set from --notebook; "small" is written by this script, the rest are examples
 CHART_PATH = f"/charts/{NOTEBOOK}/chart.png"
+# The "small chart": a dozen bars, the kind of KPI chart a wiki page embeds.
+SMALL = [
+    ("import matplotlib.pyplot as plt\nimport numpy as np", []),
+    ("seed = 1  # random seed", ["parameters"]),
+    (
+        "values = np.random.default_rng(seed).integers(20, 100, 12)\n"
+        "fig, ax = plt.subplots(figsize=(4, 2.5))\n"
+        "ax.bar(range(12), values, color='#4c72b0')\n"
+        "ax.set_title('Signups by month')\n"
+        "plt.show()",
+        ["chart"],
+    ),
+]
+
+
+def write_small(folder: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    for source, tags in SMALL:
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
+    nbformat.write(nb, folder / "small.ipynb")
+
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -545,13 +575,13 @@ async def profile_warm_miss(folder: Path, renders: int) -> list[tuple[str, float
             await kernel.run(job(), 60)
         rows = [
             (
-                "whole render (Kernel.run: begin + cells)",
+                "whole render (Kernel.run: prepare + cells)",
                 await median(lambda: kernel.run(job(), 60)),
             )
         ]
         rows.append(
             (
-                "  begin() alone (IPython reset, matplotlib state)",
+                "  prepare() alone (working folder, figure format)",
                 await median(lambda: kernel.run(job(()), 60)),
             )
         )
@@ -628,6 +658,11 @@ def section(title: str) -> Iterator[None]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer runs and 3 s wrk loads")
+    p.add_argument(
+        "--notebook",
+        default=NOTEBOOK,
+        help="notebook to render, with an int parameter 'seed': small or timeseries [small]",
+    )
     p.add_argument("--kernels", type=int, default=2, help="server kernels [2]")
     p.add_argument("--rounds", type=int, help="rounds of phase 1 [5; quick 3]")
     p.add_argument("--misses-per-round", type=int, default=6, help="server misses a round [6]")
@@ -657,10 +692,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global NOTEBOOK, CHART_PATH
     args = parse_args(argv)
     if args.bare_server:
         bare_server(int(args.bare_server[0]), args.bare_server[1])
         return 0
+    NOTEBOOK, CHART_PATH = args.notebook, f"/charts/{args.notebook}/chart.png"
 
     report = Report()
     report.command([sys.executable, *sys.argv])
@@ -705,6 +742,7 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], report: Repo
     shutil.copytree(
         REPO / "notebooks", folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", ".*")
     )
+    write_small(folder)
     out_dir = tmp / "papermill-out"
     out_dir.mkdir()
     seeds = Seeds()

@@ -22,6 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from .errors import KernelDied, NotebookFailed, RenderTimeout
+from .inject import cell_magic
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,14 @@ class Kernel:
         """
         self.renders += 1
         o = job.options
-        prepare = f"prepare({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
-        outputs = await self._run_cells((_PUBLISHER + prepare, *job.cells), monotonic() + timeout)
-        return outputs[1:]
+        prepare = (
+            _PUBLISHER + f"prepare({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
+        )
+        first, *rest = job.cells or ("",)
+        if cell_magic(first):  # the magic must stay the first line of its cell
+            outputs = await self._run_cells((prepare, first, *rest), monotonic() + timeout)
+            return outputs[1:]
+        return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)
 
     async def reset(self, timeout: float = 30) -> None:
         """Back to the state of a fresh kernel; done between renders, not during one."""

@@ -41,4 +41,28 @@ def cells_to_run(notebook: Notebook, chart: Chart, values: Mapping[str, Value]) 
     if values and notebook.parameters_cell is not None:
         at = min(notebook.parameters_cell + 1, len(cells))
         cells.insert(at, injected_cell(values))
-    return tuple(cells)
+    if chart.cell is None:
+        return tuple(cells)  # every cell's images count: keep each cell's outputs apart
+    return (*merged(cells[:-1]), cells[-1])
+
+
+def merged(cells: list[str]) -> list[str]:
+    """Cells before the chart's, joined into as few executions as their semantics allow.
+
+    Only the chart cell's outputs are read, and each execution is a round
+    trip to the kernel, so consecutive cells run as one; a cell that starts
+    with a cell magic (``%%``) runs alone, since the magic takes the whole cell.
+    """
+    blocks: list[list[str]] = []
+    for source in cells:
+        if not source.strip():
+            continue
+        if not blocks or cell_magic(source) or cell_magic(blocks[-1][0]):
+            blocks.append([source])
+        else:
+            blocks[-1].append(source)
+    return ["\n".join(block) for block in blocks]
+
+
+def cell_magic(source: str) -> bool:
+    return source.lstrip().startswith("%%")

@@ -8,6 +8,7 @@ disagree about what a chart is.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from .cache import Entry, TieredCache
 from .catalog import Catalog, Chart, Notebook
-from .errors import PublisherError
+from .errors import Overloaded, PublisherError
 from .executor import Job
 from .extract import FORMATS, chart_image
 from .inject import cells_to_run
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HIT, MISS, STALE = "hit", "miss", "stale"
 RESOLVED_URLS = 4096  # recently seen URLs whose render request is kept ready
+REMEMBERED_FAILURES = 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Publisher:
         self.observers: list[Observer] = []
         self._flights: dict[str, _Flight] = {}
         self._resolved: OrderedDict[tuple[object, ...], RenderRequest] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[float, PublisherError]] = OrderedDict()
+        self.clock: Callable[[], float] = time.monotonic  # tests move it instead of waiting
 
     def resolve(self, notebook_id: str, chart: str | None, query: str, fmt: str) -> RenderRequest:
         """The render a URL (its raw query string) names; raises the 4xx it deserves.
@@ -118,8 +122,31 @@ class Publisher:
             if -left <= self.settings.max_stale:
                 self._flight(request)  # revalidate in the background, serve the stale one now
                 return Result(entry, STALE)
+        self._raise_recent_failure(request.key)
         entry, seconds = await self._wait(self._flight(request))
         return Result(entry, MISS, seconds)
+
+    def _raise_recent_failure(self, key: str) -> None:
+        """A render that just failed fails again at once, without a kernel.
+
+        A broken chart on a busy page would otherwise cost a kernel (and, for
+        a timeout, the whole time limit) per viewer.
+        """
+        failed = self._failures.get(key)
+        if failed is None:
+            return
+        until, error = failed
+        if self.clock() < until:
+            raise copy.copy(error)  # a fresh exception: the stored one keeps no traceback
+        del self._failures[key]
+
+    def _remember_failure(self, key: str, error: PublisherError) -> None:
+        if isinstance(error, Overloaded) or self.settings.error_ttl <= 0:
+            return  # the server's load, not the render's fault
+        self._failures[key] = (self.clock() + self.settings.error_ttl, copy.copy(error))
+        self._failures.move_to_end(key)
+        if len(self._failures) > REMEMBERED_FAILURES:
+            self._failures.popitem(last=False)
 
     def _flight(self, request: RenderRequest) -> _Flight:
         flight = self._flights.get(request.key)
@@ -161,6 +188,9 @@ class Publisher:
 
         try:
             entry = await (self.coordinate(request.key, produce) if self.coordinate else produce())
+        except PublisherError as e:
+            self._remember_failure(request.key, e)
+            raise
         finally:
             seconds = time.perf_counter() - started
             for observe in self.observers:

@@ -39,6 +39,9 @@ class Settings:
         "Modules each warm kernel imports before its first render (comma-separated).",
     )
     scan_interval: float = _setting(1.0, "Seconds between checks of a notebook file for edits.")
+    error_ttl: float = _setting(
+        10.0, "Seconds a failed render's error is answered again before the render is retried."
+    )
     browser_max_age: int = _setting(
         300, "Seconds browsers and CDNs may reuse a chart without a ttl before asking again."
     )

@@ -86,6 +86,14 @@ NOTEBOOKS: dict[str, list[Cell]] = {
         "import pandas as pd\n" + IMPORTS,
         chart("df = pd.read_csv('data.csv')\nax.plot(df['x'], df['y'])"),
     ],
+    # cell magics must keep their cell to themselves; line magics work anywhere
+    "magics": [
+        "%%capture captured\nimport matplotlib.pyplot as plt\nprint('hidden')\nn = 3",
+        "%matplotlib inline\nlabel = captured.stdout.strip()",
+        ("%%capture ignored\nx = 1", ["parameters"]),
+        chart("assert label == 'hidden' and n == 3 and x == 1\nax.plot([n, x])"),
+    ],
+    "empty": [],
     "badparams": [IMPORTS, ("year = = 2024", ["parameters"]), chart()],
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,35 @@ async def test_gallery_escapes_what_notebooks_say(client: TestClient, reference_
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     finally:
         path.unlink()
+
+
+async def test_a_failed_render_fails_again_at_once_without_a_kernel(client: TestClient) -> None:
+    first = await client.get("/charts/fails.png?reason=again")
+    before = renders(client)
+    second = await client.get("/charts/fails.png?reason=again")
+    assert first.status == second.status == 500
+    assert await first.json() == await second.json()
+    assert renders(client) == before
+
+
+async def test_a_failed_render_is_retried_after_the_error_ttl(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await client.get("/charts/fails.png?reason=later")).status == 500
+    before = renders(client)
+    service = client.app[SERVICE]
+    later = time.monotonic() + service.settings.error_ttl + 1
+    monkeypatch.setattr(service, "clock", lambda: later)
+    assert (await client.get("/charts/fails.png?reason=later")).status == 500
+    assert renders(client) == before + 1
+
+
+async def test_cell_and_line_magics_work_before_and_in_the_chart_cell(client: TestClient) -> None:
+    response = await client.get("/charts/magics.png")
+    assert response.status == 200, await response.text()
+
+
+async def test_a_notebook_with_no_cells_says_it_has_no_image(client: TestClient) -> None:
+    response = await client.get("/charts/empty.png")
+    assert response.status == 500
+    assert (await error_of(response))["code"] == "no_image"
