@@ -34,6 +34,7 @@ check: test
 
 bench: install system-deps
 	$(PY) bench/latency.py
+	$(PY) bench/latency.py --notebook timeseries
 
 soak: install
 	$(PY) bench/soak.py

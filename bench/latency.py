@@ -65,14 +65,12 @@ import asyncio
 import contextlib
 import functools
 import json
-import math
 import multiprocessing
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -84,6 +82,8 @@ from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+
+from common import LOOPBACK, free_port, percentile  # bench/ is sys.path[0]
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "small"  # set from --notebook; "small" is written by this script, the rest are examples
@@ -118,9 +118,6 @@ def write_small(folder: Path) -> None:
     nbformat.write(nb, folder / "small.ipynb")
 
 
-LOOPBACK = "127.0.0.1"
-
-
 # --------------------------------------------------------------------------- the bare server
 
 
@@ -143,18 +140,6 @@ def bare_server(port: int, file: str) -> None:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 def ms(seconds: float) -> str:

@@ -95,12 +95,10 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -117,9 +115,10 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import LOOPBACK, free_port, percentile  # noqa: E402  (bench/ is sys.path[0])
+
 from tests.notebooks import write_all  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 KERNELS = 2
 SERVER_TIMEOUT = 3
 QUEUE_SIZE = 16
@@ -173,18 +172,6 @@ ERROR_KINDS = {k for k in WEIGHTS if k not in ("hit", "miss")}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
 def mib(n: float) -> str:

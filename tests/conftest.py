@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
@@ -70,6 +71,15 @@ def test_settings(notebook_dir: Path, cache_dir: Path, **changes: object) -> Set
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def client(
+    reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TestClient]:
+    """A server on the reference notebooks, shared by the tests of one module."""
+    async with serve(test_settings(reference_dir, tmp_path_factory.mktemp("cache"))) as client:
+        yield client
 
 
 @contextlib.asynccontextmanager

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher import errors
 from publisher.state import SERVICE
-
-from .conftest import serve, test_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -89,14 +84,6 @@ async def send(port: int, target: str) -> tuple[int, bytes, str]:
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return int(lines[0].split()[1]), body, headers.get("Content-Type", "")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def client(
-    reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
-    async with serve(test_settings(reference_dir, tmp_path_factory.mktemp("cache"))) as client:
-        yield client
 
 
 def check(status: int, body: bytes, content_type: str) -> None:

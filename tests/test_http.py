@@ -6,31 +6,19 @@ import ast
 import re
 import struct
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from publisher.state import SERVICE
 
-from .conftest import serve, test_settings
 from .notebooks import IMPORTS, chart, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BROWSER_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def client(
-    reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
-    settings = test_settings(reference_dir, tmp_path_factory.mktemp("cache"))
-    async with serve(settings) as client:
-        yield client
 
 
 def renders(client: TestClient) -> int:

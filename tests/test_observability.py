@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,17 +12,7 @@ from publisher.cache import DiskCache
 from publisher.logs import ACCESS_LOG, BATCH, AccessLog
 from publisher.state import SERVICE
 
-from .conftest import serve, test_settings
-
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def client(
-    reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
-    async with serve(test_settings(reference_dir, tmp_path_factory.mktemp("cache"))) as client:
-        yield client
 
 
 async def metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,31 +8,19 @@ server's event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import serve, test_settings
 from .test_http import echoed
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # Every code point a URL can carry: all of unicode but lone surrogates, which have no UTF-8.
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def client(
-    reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TestClient]:
-    async with serve(test_settings(reference_dir, tmp_path_factory.mktemp("cache"))) as client:
-        yield client
 
 
 async def test_any_unicode_string_reaches_the_kernel_unchanged(client: TestClient) -> None:
