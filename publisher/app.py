@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
         settings.preload_modules,
         queue_size=settings.queue_size,
         renders_per_kernel=settings.renders_per_kernel,
+        wait_timeout=settings.timeout,
     )
     disk = DiskCache(settings.cache_dir)
     cache = TieredCache(MemoryCache(settings.memory_cache_bytes), disk)
@@ -54,7 +55,8 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
     async def health() -> dict[str, Any]:
         writable = disk.writable()
         return {
-            "ok": writable and not pool.closed,
+            # a kernel that keeps failing to start (a preload that cannot import) is fatal
+            "ok": writable and not pool.closed and pool.failed_starts < 3,
             "ready": pool.idle + pool.busy > 0,  # alive, and able to render now
             "kernels": {
                 "size": pool.size,
@@ -62,6 +64,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
                 "busy": pool.busy,
                 "waiting": pool.waiting,
                 "restarts": pool.restarts,
+                "failed_starts": pool.failed_starts,
             },
             "cache": {"disk_writable": writable, "memory_entries": len(cache.memory)},
             # a Redis outage is reported, not fatal: servers go on from their local tiers

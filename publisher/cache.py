@@ -8,6 +8,7 @@ answers a miss; a cache failure never fails a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -40,6 +41,24 @@ class Entry:
     def last_modified(self) -> str:
         """The HTTP date of the render, formatted once per entry rather than per answer."""
         return formatdate(self.created, usegmt=True)
+
+    def to_bytes(self) -> bytes:
+        """The stored form, on disk and in Redis: a JSON header line, then the body."""
+        return json.dumps(self.header()).encode() + b"\n" + self.body
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Entry | None:
+        """An entry from its stored form, or None when it is damaged in any way."""
+        line, _, body = raw.partition(b"\n")
+        try:
+            header = json.loads(line)
+        except ValueError:
+            return None
+        return cls.from_parts(header, body) if isinstance(header, dict) else None
+
+    def is_fresh(self, now: float | None = None) -> bool:
+        left = self.fresh_for(now)
+        return left is None or left > 0
 
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.created)
@@ -106,11 +125,11 @@ class MemoryCache:
         return self.peek(key)
 
     async def put(self, key: str, entry: Entry) -> None:
-        if len(entry.body) > self.max_bytes:
-            return
         old = self._entries.pop(key, None)
         if old is not None:
             self.size -= len(old.body)
+        if len(entry.body) > self.max_bytes:
+            return  # too big to keep; and the entry it replaces is gone, not left stale
         self._entries[key] = entry
         self.size += len(entry.body)
         while self.size > self.max_bytes:
@@ -156,17 +175,15 @@ class DiskCache:
     def _read(self, key: str) -> Entry | None:
         path = self.path(key)
         try:
-            with path.open("rb") as f:
-                header = json.loads(f.readline())
-                body = f.read()
+            entry = Entry.from_bytes(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            header = None
-        entry = Entry.from_parts(header, body) if isinstance(header, dict) else None
+        except OSError:
+            entry = None
         if entry is None:
             log.warning("disk cache: damaged entry %s, dropped", key)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         return entry
 
     def _write(self, key: str, entry: Entry) -> None:
@@ -175,8 +192,7 @@ class DiskCache:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(json.dumps(entry.header()).encode() + b"\n")
-                f.write(entry.body)
+                f.write(entry.to_bytes())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ within a second, without a restart.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -55,7 +56,7 @@ class Notebook:
     def chart(self, name: str | None = None) -> Chart:
         """The named chart, or the first one when no name is given."""
         if self.error is not None:
-            raise self.error
+            raise copy.copy(self.error)  # the stored one must not collect tracebacks
         if name is None:
             return self.charts[0]
         for chart in self.charts:
@@ -73,8 +74,18 @@ class Notebook:
 
 def load(id: str, path: Path) -> Notebook:
     """Read one notebook file; a broken one comes back with its error instead of raising."""
-    stat = path.stat()
-    raw = path.read_bytes()
+    try:
+        stat = path.stat()
+        raw = path.read_bytes()
+    except OSError as e:  # a folder named *.ipynb, a file we may not read
+        return Notebook(
+            id=id,
+            path=path,
+            digest="",
+            mtime=0,
+            title=id,
+            error=BrokenNotebook(f"cannot read notebook '{id}': {e.strerror}"),
+        )
     digest = hashlib.sha256(raw).hexdigest()
     base = Notebook(id=id, path=path, digest=digest, mtime=stat.st_mtime)
     try:
@@ -87,6 +98,7 @@ def load(id: str, path: Path) -> Notebook:
 
 
 def _with_error(base: Notebook, error: PublisherError) -> Notebook:
+    error = error.with_traceback(None)  # kept as long as the file: keep no frames with it
     return Notebook(
         id=base.id, path=base.path, digest=base.digest, mtime=base.mtime, title=base.id, error=error
     )

@@ -125,8 +125,7 @@ async def _render(
     cache = TieredCache(MemoryCache(settings.memory_cache_bytes), DiskCache(settings.cache_dir))
     service = Publisher(settings, Catalog(settings.notebook_dir), cache, pool)
     request = service.resolve(notebook_id, chart, urlencode(params), fmt)
-    pool.start()
-    try:
+    try:  # the pool starts a kernel only if the chart is not in the cache
         result = await service.get(request)
     finally:
         await pool.close()

@@ -1,6 +1,7 @@
 """Every failure a client can see, each knowing its HTTP status.
 
-The web layer maps these to responses in one place (``views.error_response``);
+The web layer maps these to responses in one place (``responses.error_response``,
+called by the app's error middleware);
 the command line prints their message. Nothing else decides a status code.
 """
 

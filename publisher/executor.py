@@ -83,7 +83,7 @@ class Kernel:
         try:
             await self.client.async_start_new_kernel_client()
             install = _INSTALL.format(source=_KERNEL_SIDE, modules=self.preload)
-            await self._run_cells((install,), deadline=monotonic() + 120)
+            await self._run_cells((install, _PUBLISHER + "snapshot()"), monotonic() + 120)
         except BaseException:
             await self.shutdown()
             raise

@@ -38,9 +38,8 @@ def cells_to_run(notebook: Notebook, chart: Chart, values: Mapping[str, Value]) 
     """
     end = len(notebook.sources) if chart.cell is None else chart.cell + 1
     cells = list(notebook.sources[:end])
-    if values and notebook.parameters_cell is not None:
-        at = min(notebook.parameters_cell + 1, len(cells))
-        cells.insert(at, injected_cell(values))
+    if values and notebook.parameters_cell is not None and notebook.parameters_cell < end - 1:
+        cells.insert(notebook.parameters_cell + 1, injected_cell(values))
     if chart.cell is None:
         return tuple(cells)  # every cell's images count: keep each cell's outputs apart
     return (*merged(cells[:-1]), cells[-1])

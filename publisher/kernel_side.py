@@ -13,12 +13,14 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import sys
 from typing import Any
 
 _options: dict[str, Any] = {"dpi": None, "width": None, "height": None}
 _rc_defaults: dict[str, Any] = {}
 _original_print_figure: Any = None
 _home = os.getcwd()
+_kernel: dict[str, Any] = {}  # what a render may change and reset() puts back
 
 
 def warm(modules: list[str]) -> None:
@@ -46,6 +48,18 @@ def warm(modules: list[str]) -> None:
     gc.freeze()
 
 
+def snapshot() -> None:
+    """Remember the kernel as a fresh notebook finds it; in its own cell, after ``warm``."""
+    import matplotlib
+
+    _kernel.update(
+        backend=matplotlib.get_backend(),
+        path=list(sys.path),
+        environ=dict(os.environ),
+        modules=set(sys.modules),
+    )
+
+
 def reset() -> None:
     """Make this kernel look fresh again; runs after a render, off the request's path."""
     import matplotlib
@@ -61,8 +75,25 @@ def reset() -> None:
     finally:
         shell.displayhook.do_full_cache = full_cache
     plt.close("all")
+    if matplotlib.get_backend() != _kernel["backend"]:
+        plt.switch_backend(_kernel["backend"])
+    matplotlib.interactive(True)  # as IPython's activate_matplotlib leaves every notebook
     matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
+    sys.path[:] = _kernel["path"]
+    os.environ.clear()
+    os.environ.update(_kernel["environ"])
+    _forget_local_modules()
     os.chdir(_home)
+
+
+def _forget_local_modules() -> None:
+    """Drop modules a render imported from outside the installation (a helper.py beside
+    a notebook), so the next notebook imports its own; installed libraries stay loaded."""
+    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    for name in set(sys.modules) - _kernel["modules"]:
+        file = getattr(sys.modules[name], "__file__", None)
+        if file is not None and not os.path.abspath(file).startswith(installed):
+            del sys.modules[name]
 
 
 def prepare(cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None) -> None:

@@ -48,6 +48,9 @@ class Parameter:
     type: str  # one of TYPES; "any" reads values the way papermill's ``-p`` does
     default: Value
     help: str = ""
+    # False when the notebook's default (a dict, a set) has no URL form: then only
+    # a value from the URL is injected, and the notebook's own literal stands.
+    injectable: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "default": self.default, "help": self.help}
@@ -74,7 +77,7 @@ def read_parameters(source: str) -> tuple[Parameter, ...]:
         declared = _declaration(node)
         if declared is None:
             continue
-        name, annotation, default = declared
+        name, annotation, default, injectable = declared
         comment = comments.get(_end(node), "") if last_on_line[_end(node)] is node else ""
         type_comment, help_text = _split_type_comment(comment)
         if annotation is not None:
@@ -83,7 +86,7 @@ def read_parameters(source: str) -> tuple[Parameter, ...]:
             kind = _type_name(type_comment)
         else:
             kind = _type_of(default)
-        params.append(Parameter(name, kind, _as_declared(kind, default), help_text))
+        params.append(Parameter(name, kind, _as_declared(kind, default), help_text, injectable))
     return tuple(params)
 
 
@@ -116,7 +119,7 @@ def _as_python(source: str) -> str:
         return source
 
 
-def _declaration(node: ast.stmt) -> tuple[str, ast.expr | None, Value] | None:
+def _declaration(node: ast.stmt) -> tuple[str, ast.expr | None, Value, bool] | None:
     """Name, annotation and default of an assignment papermill could override; else None."""
     if isinstance(node, ast.Assign) and len(node.targets) == 1:
         target, annotation, value = node.targets[0], None, node.value
@@ -131,10 +134,9 @@ def _declaration(node: ast.stmt) -> tuple[str, ast.expr | None, Value] | None:
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     try:
-        default = _value(literal)
+        return target.id, annotation, _value(literal), True
     except ValueError:
-        default = None  # the notebook's own dict or set stands unless a value is given
-    return target.id, annotation, default
+        return target.id, annotation, None, False  # the notebook's own dict or set stands
 
 
 def _value(literal: object) -> Value:

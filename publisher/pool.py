@@ -28,19 +28,24 @@ class KernelPool:
         *,
         queue_size: int = 32,
         renders_per_kernel: int = 200,
+        wait_timeout: float = 30.0,
         kernel_factory: Callable[[list[str]], Kernel] = Kernel,
     ) -> None:
         self.size = size
         self.preload = preload
         self.queue_size = queue_size
         self.renders_per_kernel = renders_per_kernel
+        self.wait_timeout = wait_timeout
         self.kernel_factory = kernel_factory
         self.restarts = 0
+        self.failed_starts = 0  # in a row: a preload that cannot import never gets better
         self.waiting = 0
         self.closed = False
         self._idle: asyncio.Queue[Kernel] = asyncio.Queue()
         self._busy: set[Kernel] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._started = False
 
     @property
     def idle(self) -> int:
@@ -51,9 +56,16 @@ class KernelPool:
         return len(self._busy)
 
     def start(self) -> None:
-        """Begin warming every kernel; returns at once, renders wait for the first ready one."""
+        """Begin warming every kernel; returns at once, renders wait for the first ready one.
+
+        A pool nobody started starts on its first render (``publisher render``
+        answers a cache hit without starting a kernel).
+        """
+        if self._started:
+            return
+        self._started = True
         for _ in range(self.size):
-            self._background(self._start_one())
+            self._start_kernel()
 
     async def wait_ready(self, count: int | None = None) -> None:
         """Until ``count`` kernels (default: all) are idle; for tests and benchmarks."""
@@ -98,10 +110,14 @@ class KernelPool:
                 f"all {self.size} kernels are busy and {self.waiting} renders are waiting",
                 retry_after=2,
             )
+        self.start()
         self.waiting += 1
         try:
             while True:
-                kernel = await self._idle.get()
+                try:  # at once when one is idle: wait_for would yield to the loop first
+                    kernel = self._idle.get_nowait()
+                except asyncio.QueueEmpty:
+                    kernel = await self._wait_for_kernel()
                 if await kernel.alive():
                     return kernel
                 log.warning("kernel %s died while idle; replacing it", kernel.pid)
@@ -110,12 +126,20 @@ class KernelPool:
         finally:
             self.waiting -= 1
 
+    async def _wait_for_kernel(self) -> Kernel:
+        try:
+            return await asyncio.wait_for(self._idle.get(), self.wait_timeout)
+        except TimeoutError:
+            raise Overloaded(
+                f"no kernel was free within {self.wait_timeout:g}s", retry_after=5
+            ) from None
+
     def _retire(self, kernel: Kernel) -> None:
         self._busy.discard(kernel)
         self._background(kernel.shutdown())
         if not self.closed:
             self.restarts += 1
-            self._background(self._start_one())
+            self._start_kernel()
 
     async def _start_one(self) -> None:
         delay = 0.5
@@ -124,15 +148,22 @@ class KernelPool:
             try:
                 await kernel.start()
             except Exception:
+                self.failed_starts += 1
                 log.exception("kernel failed to start; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
                 continue
+            self.failed_starts = 0
             if self.closed:
                 await kernel.shutdown()
             else:
                 self._idle.put_nowait(kernel)
             return
+
+    def _start_kernel(self) -> None:
+        task = asyncio.ensure_future(self._start_one())
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -140,11 +171,14 @@ class KernelPool:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Stop every kernel, idle or busy; renders still running fail with KernelDied."""
+        """Stop every kernel: idle, busy, or still starting (a start stops its own on cancel)."""
         self.closed = True
-        starting = list(self._tasks)
+        for task in self._starting:
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        while self._tasks:  # shutdowns and resets; a reset may retire its kernel: a new task
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         kernels = list(self._busy)
         while not self._idle.empty():
             kernels.append(self._idle.get_nowait())
         await asyncio.gather(*(k.shutdown() for k in kernels), return_exceptions=True)
-        await asyncio.gather(*starting, return_exceptions=True)

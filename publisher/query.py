@@ -9,22 +9,33 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from .catalog import Notebook
-from .errors import InvalidOption, InvalidParameter, RequestTooLarge, UnknownParameter
+from .errors import BadRequest, InvalidOption, InvalidParameter, UnknownParameter
 from .executor import RenderOptions
 from .parameters import Parameter, Value, coerce
 from .settings import Settings
+from .signing import EXPIRES, SIG
 
 OPTIONS = {"_dpi": "a number of dots per inch", "_width": "pixels", "_height": "pixels"}
-RESERVED = {"_sig", "_expires"}  # read by the signature check, not here
+RESERVED = {SIG, EXPIRES}  # read by the signature check, not here
+
+
+# In the cache key, for a parameter left to a notebook default that has no URL form:
+# a dict, which no query value can become, so it never equals a value from a URL.
+NOTEBOOK_DEFAULT: Value = cast(Value, {"notebook default": True})
 
 
 @dataclass(frozen=True)
 class Query:
-    given: dict[str, Value]  # only what the URL set: what gets injected
     values: dict[str, Value]  # every parameter, defaults filled in: what the cache key covers
     options: RenderOptions
+
+    @property
+    def injected(self) -> dict[str, Value]:
+        """Every value the kernel is given: all of them, so the render depends on the key alone."""
+        return {k: v for k, v in self.values.items() if v is not NOTEBOOK_DEFAULT}
 
 
 def read_query(
@@ -34,7 +45,7 @@ def read_query(
     for key, value in items:
         raw.setdefault(key, []).append(value)
     if len(raw) > settings.max_params:
-        raise RequestTooLarge(f"too many query keys ({len(raw)}; at most {settings.max_params})")
+        raise BadRequest(f"too many query keys ({len(raw)}; at most {settings.max_params})")
     options = RenderOptions(
         fmt=fmt,
         dpi=_number(raw, "_dpi", float, 10, settings.max_dpi),
@@ -60,9 +71,10 @@ def read_query(
             )
         _check_size(param, values, settings)
         given[name] = coerce(param, values)
-    values_all = {p.name: p.default for p in notebook.parameters}
-    values_all.update(given)
-    return Query(given=given, values=values_all, options=options)
+    defaults = {
+        p.name: p.default if p.injectable else NOTEBOOK_DEFAULT for p in notebook.parameters
+    }
+    return Query(values=defaults | given, options=options)
 
 
 def _check_size(param: Parameter, values: list[str], settings: Settings) -> None:

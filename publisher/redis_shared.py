@@ -47,7 +47,6 @@ CALL_TIMEOUT = 0.5  # seconds a Redis call (or connect) may take before Redis co
 BACKOFF = 1.0  # seconds Redis is left alone after a failure
 POLL = 0.2  # seconds between checks while waiting, in case a pub/sub message is lost
 LEASE = 5.0  # seconds a lock outlives its owner; the owner renews it every LEASE / 3
-ERROR_TTL = 10  # seconds waiters elsewhere may still pick up an owner's error
 
 # The current owner's token, taking the lock first when nobody holds it.
 _ACQUIRE = """
@@ -89,6 +88,8 @@ class RedisShared:
         self.settings = settings
         self.front = front  # local tiers to fill with an entry another server rendered
         self.poll, self.backoff, self.lease = poll, backoff, lease
+        # waiters elsewhere may pick up an owner's error while it would be answered here
+        self.error_ttl = max(1, int(settings.error_ttl))
         self.client = aioredis.from_url(
             settings.redis_url,
             socket_timeout=CALL_TIMEOUT,
@@ -181,7 +182,7 @@ class RedisShared:
                 mine = owner == token.encode()
                 raw, error = await self.call(lambda: self.client.mget(ENTRY + key, ERROR + key))
                 entry = await self.tier.decode(key, raw)
-                if entry is not None and not _fresh(entry):
+                if entry is not None and not entry.is_fresh():
                     entry = None  # the stale entry a revalidation is replacing
                 failed = _error_of(error, {followed, owner})
                 if mine and (entry is not None or failed is not None):
@@ -216,7 +217,7 @@ class RedisShared:
             if not isinstance(e, Overloaded):  # this server's load, not the render's fault
                 record = _error_record(e, token)
                 with contextlib.suppress(Unavailable):
-                    await self.call(lambda: self.client.set(ERROR + key, record, ex=ERROR_TTL))
+                    await self.call(lambda: self.client.set(ERROR + key, record, ex=self.error_ttl))
             raise
         finally:
             renewing.cancel()
@@ -268,7 +269,7 @@ class RedisTier:
             seconds = min(seconds, left + settings.max_stale)
         if seconds < 1:
             return
-        value = json.dumps(entry.header()).encode() + b"\n" + entry.body
+        value = entry.to_bytes()
         with contextlib.suppress(Unavailable):
             await self.shared.call(
                 lambda: self.shared.client.set(ENTRY + key, value, px=int(seconds * 1000))
@@ -278,22 +279,12 @@ class RedisTier:
         """The entry in a stored value; a damaged one is a miss, and is deleted."""
         if raw is None:
             return None
-        line, _, body = raw.partition(b"\n")
-        try:
-            header = json.loads(line)
-        except ValueError:
-            header = None
-        entry = Entry.from_parts(header, body) if isinstance(header, dict) else None
+        entry = Entry.from_bytes(raw)
         if entry is None:
             log.warning("redis cache: damaged entry %s, dropped", key)
             with contextlib.suppress(Unavailable):
                 await self.shared.call(lambda: self.shared.client.delete(ENTRY + key))
         return entry
-
-
-def _fresh(entry: Entry) -> bool:
-    left = entry.fresh_for()
-    return left is None or left > 0
 
 
 def _error_record(error: PublisherError, token: str) -> str:

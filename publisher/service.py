@@ -12,8 +12,9 @@ import copy
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .cache import Entry, TieredCache
@@ -49,19 +50,19 @@ class Result:
     render_seconds: float | None = None
 
 
-@dataclass
 class _Flight:
     """One execution shared by every request for the same render."""
 
-    task: asyncio.Task[tuple[Entry, float]]
-    waiters: int = 0
-    started: bool = False
+    def __init__(self, key: str, render: Coroutine[Any, Any, tuple[Entry, float]]) -> None:
+        self.key = key
+        self.waiters = 0
+        self.started = False  # a kernel is running it: it will finish even if nobody waits
+        self.task = asyncio.ensure_future(render)
 
 
 @dataclass
 class Stats:
     renders: int = 0  # executions started
-    render_errors: int = 0
 
 
 Observer = Callable[[str, float | None], None]
@@ -95,7 +96,7 @@ class Publisher:
         up rather than parsed and hashed again: the hot path of a hit.
         """
         notebook = self.catalog.get(notebook_id)
-        seen = (notebook.digest, chart, fmt, query)
+        seen = (notebook_id, notebook.digest, chart, fmt, query)
         request = self._resolved.get(seen)
         if request is not None:
             self._resolved.move_to_end(seen)
@@ -103,7 +104,7 @@ class Publisher:
         chart_ = notebook.chart(chart)
         items = parse_qsl(query, keep_blank_values=True)
         parsed = read_query(notebook, items, fmt, self.settings)
-        key = render_key(notebook.digest, chart_.name, parsed.values, parsed.options)
+        key = render_key(notebook.id, notebook.digest, chart_.name, parsed.values, parsed.options)
         request = RenderRequest(notebook, chart_, parsed, key)
         self._resolved[seen] = request
         if len(self._resolved) > RESOLVED_URLS:
@@ -112,19 +113,32 @@ class Publisher:
 
     async def get(self, request: RenderRequest) -> Result:
         """A cached entry when there is a usable one, else the outcome of one shared render."""
-        entry = self.cache.memory.peek(request.key)
-        if entry is None:
-            entry, _ = await self.cache.get(request.key)
+        key = request.key
+        entry = self.cache.memory.peek(key)
+        if entry is None and key not in self._flights:
+            entry, _ = await self.cache.get(key)
+            entry = entry or self.cache.memory.peek(key)  # a flight may have ended meanwhile
         if entry is not None:
             left = entry.fresh_for()
             if left is None or left > 0:
                 return Result(entry, HIT)
             if -left <= self.settings.max_stale:
-                self._flight(request)  # revalidate in the background, serve the stale one now
+                if not self._failed_recently(key):
+                    self._flight(request)  # revalidate in the background, serve stale now
                 return Result(entry, STALE)
-        self._raise_recent_failure(request.key)
+        self._raise_recent_failure(key)
         entry, seconds = await self._wait(self._flight(request))
         return Result(entry, MISS, seconds)
+
+    def _failed_recently(self, key: str) -> PublisherError | None:
+        failed = self._failures.get(key)
+        if failed is None:
+            return None
+        until, error = failed
+        if self.clock() < until:
+            return error
+        del self._failures[key]
+        return None
 
     def _raise_recent_failure(self, key: str) -> None:
         """A render that just failed fails again at once, without a kernel.
@@ -132,13 +146,9 @@ class Publisher:
         A broken chart on a busy page would otherwise cost a kernel (and, for
         a timeout, the whole time limit) per viewer.
         """
-        failed = self._failures.get(key)
-        if failed is None:
-            return
-        until, error = failed
-        if self.clock() < until:
+        error = self._failed_recently(key)
+        if error is not None:
             raise copy.copy(error)  # a fresh exception: the stored one keeps no traceback
-        del self._failures[key]
 
     def _remember_failure(self, key: str, error: PublisherError) -> None:
         if isinstance(error, Overloaded) or self.settings.error_ttl <= 0:
@@ -149,13 +159,17 @@ class Publisher:
             self._failures.popitem(last=False)
 
     def _flight(self, request: RenderRequest) -> _Flight:
-        flight = self._flights.get(request.key)
-        if flight is None:
-            task = asyncio.ensure_future(self._render_and_store(request))
-            flight = self._flights[request.key] = _Flight(task)
-            task.add_done_callback(lambda _: self._flights.pop(request.key, None))
-            task.add_done_callback(_consume)
+        key = request.key
+        flight = self._flights.get(key)
+        if flight is None or flight.task.cancelling() or flight.task.done():
+            flight = self._flights[key] = _Flight(key, self._render_and_store(request))
+            flight.task.add_done_callback(lambda _: self._forget(flight))
+            flight.task.add_done_callback(_consume)
         return flight
+
+    def _forget(self, flight: _Flight) -> None:
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
 
     async def _wait(self, flight: _Flight) -> tuple[Entry, float]:
         """Wait for a flight; the last waiter to leave before it started calls it off."""
@@ -166,20 +180,17 @@ class Publisher:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.started and not flight.task.done():
                 flight.task.cancel()
+                self._forget(flight)  # a request arriving now starts afresh
 
     async def _render_and_store(self, request: RenderRequest) -> tuple[Entry, float]:
-        flight = self._flights[request.key]
+        flight = self._flights[request.key]  # set before this task first runs
         started = time.perf_counter()
 
         async def produce() -> Entry:
             async with self.pool.kernel() as kernel:
                 flight.started = True
                 self.stats.renders += 1
-                try:
-                    outputs = await kernel.run(self._job(request), self.settings.timeout)
-                except PublisherError:
-                    self.stats.render_errors += 1
-                    raise
+                outputs = await kernel.run(self._job(request), self.settings.timeout)
             image = chart_image(outputs, request.query.options.fmt, request.chart.cell is None)
             mime = FORMATS[request.query.options.fmt]
             entry = Entry.of(image, mime, request.notebook.ttl)
@@ -201,7 +212,7 @@ class Publisher:
         notebook = request.notebook
         return Job(
             cwd=str(notebook.folder),
-            cells=cells_to_run(notebook, request.chart, request.query.given),
+            cells=cells_to_run(notebook, request.chart, request.query.injected),
             options=request.query.options,
         )
 

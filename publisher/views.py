@@ -9,7 +9,7 @@ from aiohttp import web
 
 from . import state
 from .api import notebook_json
-from .errors import RequestTooLarge, UnknownChart, UnknownNotebook
+from .errors import BrokenNotebook, RequestTooLarge, UnknownChart, UnknownNotebook
 from .logs import CACHE_HEADER
 from .service import MISS, RenderRequest, Result
 
@@ -36,7 +36,7 @@ def _resolve(request: web.Request, path: str, query: str, fmt: str) -> RenderReq
         return service.resolve(path, None, query, fmt)
     try:
         return service.resolve(notebook_id, chart_name, query, fmt)
-    except (UnknownNotebook, UnknownChart) as first:
+    except (UnknownNotebook, UnknownChart, BrokenNotebook) as first:
         try:
             return service.resolve(path, None, query, fmt)
         except UnknownNotebook:
@@ -56,12 +56,17 @@ def _chart_response(request: web.Request, render: RenderRequest, result: Result)
     }
     if result.render_seconds is not None and result.cache == MISS:
         headers["Server-Timing"] = f"render;dur={result.render_seconds * 1000:.1f}"
-    if "If-None-Match" in request.headers and any(
-        tag.value == entry.etag.strip('"') for tag in request.if_none_match or ()
-    ):
+    if "If-None-Match" in request.headers and _matches(request, entry.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = entry.content_type
     return web.Response(body=entry.body, headers=headers)
+
+
+def _matches(request: web.Request, etag: str) -> bool:
+    """If-None-Match names this ETag, or is ``*`` (any current representation)."""
+    if request.headers["If-None-Match"].strip() == "*":
+        return True
+    return any(tag.value == etag.strip('"') for tag in request.if_none_match or ())
 
 
 async def notebooks(request: web.Request) -> web.Response:

@@ -102,3 +102,16 @@ async def test_freshness_follows_the_ttl() -> None:
     assert forever.fresh_for() is None
     assert live.fresh_for(now=1030.0) == 30
     assert live.fresh_for(now=1090.0) == -30
+
+
+async def test_memory_cache_drops_the_old_entry_when_the_new_one_is_too_big() -> None:
+    memory = MemoryCache(max_bytes=10)
+    await memory.put("a", entry(b"x" * 5))
+    await memory.put("a", entry(b"x" * 20))
+    assert memory.peek("a") is None and memory.size == 0
+
+
+async def test_an_entry_round_trips_through_its_stored_form() -> None:
+    stored = entry(b"\x89PNG\n\nbody with newlines\n", ttl=5)
+    assert Entry.from_bytes(stored.to_bytes()) == stored
+    assert Entry.from_bytes(b"no header line") is None

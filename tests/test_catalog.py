@@ -97,3 +97,17 @@ def test_an_edit_is_seen_after_the_scan_interval_only(tmp_path: Path) -> None:
     nbformat.write(nb, path)
     assert slow.get("nb").digest == digest  # no stat within the interval
     assert fast.get("nb").digest != digest
+
+
+def test_a_broken_notebooks_error_is_raised_fresh_each_time(reference_dir: Path) -> None:
+    notebook = Catalog(reference_dir).get("unreadable")
+    for _ in range(3):
+        with pytest.raises(BrokenNotebook):
+            notebook.chart()
+    assert notebook.error is not None and notebook.error.__traceback__ is None
+
+
+def test_a_folder_named_like_a_notebook_is_broken_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "odd.ipynb").mkdir()
+    notebook = Catalog(tmp_path).get("odd")
+    assert notebook.error is not None and "cannot read" in notebook.error.message

@@ -355,3 +355,32 @@ async def test_a_notebook_with_no_cells_says_it_has_no_image(client: TestClient)
     response = await client.get("/charts/empty.png")
     assert response.status == 500
     assert (await error_of(response))["code"] == "no_image"
+
+
+async def test_if_none_match_star_gets_304(client: TestClient) -> None:
+    await client.get("/charts/echo.png?count=15")
+    again = await client.get("/charts/echo.png?count=15", headers={"If-None-Match": "*"})
+    assert again.status == 304
+
+
+async def test_the_same_notebook_in_two_folders_reads_each_folders_data(
+    client: TestClient, reference_dir: Path
+) -> None:
+    source = (reference_dir / "reads_csv.ipynb").read_text()
+    for name, rows in (("east", "x,y\n1,1\n2,2\n"), ("west", "x,y\n1,9\n2,1\n3,5\n")):
+        (reference_dir / name).mkdir(exist_ok=True)
+        (reference_dir / name / "reads_csv.ipynb").write_text(source)
+        (reference_dir / name / "data.csv").write_text(rows)
+    east = await client.get("/charts/east/reads_csv.png")
+    west = await client.get("/charts/west/reads_csv.png")
+    assert east.status == west.status == 200
+    assert west.headers["X-Publisher-Cache"] == "miss"
+    assert east.headers["ETag"] != west.headers["ETag"]
+
+
+async def test_a_broken_notebook_does_not_hide_a_notebook_in_its_folder(
+    client: TestClient, reference_dir: Path
+) -> None:
+    write_notebook(reference_dir / "badparams" / "inner.ipynb", [IMPORTS, chart()])
+    assert (await client.get("/charts/badparams/inner.png")).status == 200
+    assert (await client.get("/charts/badparams.png")).status == 500

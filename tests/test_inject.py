@@ -62,3 +62,8 @@ def test_a_cell_magic_keeps_its_cell_to_itself() -> None:
     cells = ["a()", "%%capture out\nb()", "c()", "  %%time\nd()", "e()"]
     assert merged(cells) == ["a()", "%%capture out\nb()", "c()", "  %%time\nd()", "e()"]
     assert merged(["a()", "", "b()"]) == ["a()\nb()"]
+
+
+def test_values_are_not_injected_after_the_chart_they_cannot_reach() -> None:
+    nb = notebook("chart()", "year = 1", parameters_cell=1)
+    assert cells_to_run(nb, Chart("c", 0), {"year": 2}) == ("chart()",)

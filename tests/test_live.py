@@ -104,3 +104,27 @@ async def test_a_chart_without_ttl_never_goes_stale(client: TestClient, clock: C
     assert again.headers["X-Publisher-Cache"] == "hit"
     assert again.headers["ETag"] == first.headers["ETag"]
     assert again.headers["Cache-Control"] == "public, max-age=300"
+
+
+async def test_a_failing_revalidation_keeps_serving_stale_and_runs_once(
+    client: TestClient, clock: Clock
+) -> None:
+    service = client.app[SERVICE]
+    folder = service.settings.notebook_dir
+    failing = chart(
+        "import os\nassert not os.path.exists('down'), 'data source down'\nax.plot([1])"
+    )
+    write_notebook(folder / "flaky.ipynb", [IMPORTS, failing], {"publisher": {"ttl": TTL}})
+    first = await client.get("/charts/flaky.png")
+    assert first.status == 200
+    (folder / "down").write_text("")
+    try:
+        clock.now += TTL + 1
+        renders = service.stats.renders
+        for _ in range(5):
+            stale = await client.get("/charts/flaky.png")
+            assert stale.headers["X-Publisher-Cache"] == "stale"
+            await flights_done(client)
+        assert service.stats.renders == renders + 1  # the failure is remembered
+    finally:
+        (folder / "down").unlink()

@@ -41,7 +41,7 @@ CELLS = [
     (
         "dict is untyped without default",
         "d = {'a': 1}  # options",
-        [P("d", "any", None, "options")],
+        [P("d", "any", None, "options", injectable=False)],
     ),
     (
         "multi-line list",

@@ -7,6 +7,7 @@ pool's size, queue and timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,12 +17,13 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.app import POOL
+from publisher.app import POOL, create_app
 from publisher.state import SERVICE
 
 from .conftest import free_port, serve, test_settings
+from .notebooks import IMPORTS, chart, write_notebook
 
 
 def renders(client: TestClient) -> int:
@@ -193,3 +195,70 @@ def test_sigterm_answers_in_flight_requests_and_leaves_no_kernel(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_render_cannot_leave_state_for_the_next_one(tmp_path: Path) -> None:
+    """One kernel serves both: the polluter's changes must all be gone for the checker."""
+    folder = tmp_path / "nbs"
+    for name in ("one", "two"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "helper.py").write_text(f"VALUE = {name!r}\n")
+        write_notebook(
+            folder / name / "uses_helper.ipynb",
+            [IMPORTS, chart(f"import helper\nassert helper.VALUE == {name!r}, helper.VALUE")],
+        )
+    pollute = (
+        "import matplotlib, os, sys\n"
+        "matplotlib.use('Agg'); plt.ioff()\n"
+        "sys.path.append('/polluted'); os.environ['POLLUTED'] = '1'\n"
+        "fig, ax = plt.subplots(); ax.plot([1]); display(fig)"
+    )
+    check = (
+        "import os, sys\n"
+        "assert 'inline' in matplotlib.get_backend(), matplotlib.get_backend()\n"
+        "assert matplotlib.is_interactive()\n"
+        "assert '/polluted' not in sys.path and 'POLLUTED' not in os.environ\n"
+        "ax.plot([1, 2])"
+    )
+    write_notebook(
+        folder / "pollute.ipynb", [IMPORTS + "\nimport matplotlib", (pollute, ["chart"])]
+    )
+    write_notebook(folder / "check.ipynb", [IMPORTS + "\nimport matplotlib", chart(check)])
+    settings = test_settings(folder, tmp_path / "cache", kernels=1)
+    async with serve(settings) as client:
+        for path in ("pollute", "check", "one/uses_helper", "two/uses_helper", "check"):
+            response = await client.get(f"/charts/{path}.png")
+            assert response.status == 200, (path, await response.text())
+            await settle(client)
+        assert client.app[POOL].restarts == 0  # one kernel did it all
+
+
+async def test_a_request_waits_for_a_kernel_no_longer_than_the_timeout(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, timeout=1.0)
+    async with serve(settings) as client:
+        slow = asyncio.ensure_future(client.get("/charts/slow.png?seconds=30"))
+        while client.app[POOL].busy == 0:
+            await asyncio.sleep(0.01)
+        waiting = await client.get("/charts/echo.png?count=104")
+        assert waiting.status == 503
+        assert "no kernel was free within 1s" in (await waiting.json())["error"]["message"]
+        assert (await slow).status == 504
+
+
+async def test_kernels_that_cannot_start_make_the_server_unhealthy(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, preload="no_such_module")
+    async with contextlib.AsyncExitStack() as stack:
+        app = create_app(settings)
+        app_client = await stack.enter_async_context(TestClient(TestServer(app)))
+        for _ in range(600):
+            health = await (await app_client.get("/healthz")).json()
+            if not health["ok"]:
+                break
+            await asyncio.sleep(0.05)
+        response = await app_client.get("/healthz")
+        assert response.status == 503
+        assert health["kernels"]["failed_starts"] >= 3 and health["ready"] is False

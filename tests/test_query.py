@@ -1,0 +1,52 @@
+"""Reading a query string: every value typed, defaults filled in, limits on raw text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from publisher.catalog import Notebook
+from publisher.errors import BadRequest
+from publisher.keys import render_key
+from publisher.parameters import read_parameters
+from publisher.query import NOTEBOOK_DEFAULT, read_query
+from publisher.settings import Settings
+
+SETTINGS = Settings()
+
+
+def notebook(parameters: str) -> Notebook:
+    params = read_parameters(parameters)
+    return Notebook("nb", Path("nb.ipynb"), "digest", 0, parameters=params, parameters_cell=0)
+
+
+def key(nb: Notebook, items: list[tuple[str, str]]) -> str:
+    query = read_query(nb, items, "png", SETTINGS)
+    return render_key(nb.id, nb.digest, "chart", query.values, query.options)
+
+
+def test_every_value_is_injected_so_the_render_follows_the_key() -> None:
+    query = read_query(notebook("x: float = 1\nn = 2"), [("n", "3")], "png", SETTINGS)
+    assert query.injected == {"x": 1.0, "n": 3}
+
+
+def test_a_default_with_no_url_form_is_left_to_the_notebook_and_keyed_apart() -> None:
+    nb = notebook("opts = {'a': 1}")
+    bare = read_query(nb, [], "png", SETTINGS)
+    assert bare.values == {"opts": NOTEBOOK_DEFAULT} and bare.injected == {}
+    assert key(nb, []) != key(nb, [("opts", "None")])
+
+
+def test_the_same_content_in_two_folders_has_two_keys() -> None:
+    nb = notebook("n = 1")
+    other = Notebook("copy/nb", Path("copy/nb.ipynb"), nb.digest, 0, parameters=nb.parameters)
+    query = read_query(nb, [], "png", SETTINGS)
+    assert render_key(nb.id, nb.digest, "c", query.values, query.options) != render_key(
+        other.id, other.digest, "c", query.values, query.options
+    )
+
+
+def test_too_many_keys_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="too many query keys"):
+        read_query(notebook("n = 1"), [(f"k{i}", "1") for i in range(40)], "png", SETTINGS)
