@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from .signing import Signer
 log = logging.getLogger("publisher")
 METRICS = web.AppKey("metrics", Metrics)
 POOL = web.AppKey("pool", KernelPool)
+SWEEP_SECONDS = 60
 
 
 def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.Application:
@@ -72,6 +74,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
         }
 
     app[state.HEALTH] = health
+    app.cleanup_ctx.append(_sweeping(disk, int(settings.disk_cache_mb * 2**20)))
     if settings.redis_url:
         attach(app, settings)  # before the kernels, so it closes after them
     app.cleanup_ctx.append(_kernels)
@@ -91,6 +94,24 @@ async def _kernels(app: web.Application) -> AsyncIterator[None]:
     pool.start()
     yield
     await pool.close()
+
+
+def _sweeping(disk: DiskCache, max_bytes: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Keep the disk cache within its size: at start, then every ``SWEEP_SECONDS``."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                removed = await asyncio.to_thread(disk.sweep, max_bytes)
+                if removed:
+                    log.info("disk cache: removed %d least recently used entries", removed)
+                await asyncio.sleep(SWEEP_SECONDS)
+
+        task = asyncio.ensure_future(loop())
+        yield
+        task.cancel()
+
+    return context
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -165,6 +165,27 @@ class DiskCache:
         except OSError as e:
             log.warning("disk cache: cannot write %s: %s", key, e)
 
+    def sweep(self, max_bytes: int) -> int:
+        """Remove the least recently used entries until the folder holds at most ``max_bytes``
+        (then down to 90% of it, so a sweep is not due again at once); returns how many."""
+        files = []
+        for path in self.root.glob("*/*"):
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files)
+        if total <= max_bytes:
+            return 0
+        removed = 0
+        for _, size, path in sorted(files, key=lambda f: f[0]):
+            if total <= max_bytes * 0.9:
+                break
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+                removed += 1
+        return removed
+
     def writable(self) -> bool:
         try:
             with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
@@ -176,6 +197,7 @@ class DiskCache:
         path = self.path(key)
         try:
             entry = Entry.from_bytes(path.read_bytes())
+            os.utime(path)  # its mtime is its last use, for sweep()
         except FileNotFoundError:
             return None
         except OSError:

@@ -27,6 +27,9 @@ class Settings:
     host: str = _setting("127.0.0.1", "Address to listen on.")
     port: int = _setting(8080, "Port to listen on.")
     cache_dir: Path = _setting(Path(".publisher-cache"), "Folder of the disk cache.")
+    disk_cache_mb: float = _setting(
+        1024.0, "Size of the disk cache, in MiB; least recently used entries go first."
+    )
     redis_url: str | None = _setting(None, "Redis URL of a cache shared by several servers.")
     kernels: int = _setting(2, "Warm kernels; also how many renders run at once.")
     timeout: float = _setting(30.0, "Seconds a render may take before it answers 504.")

@@ -115,3 +115,19 @@ async def test_an_entry_round_trips_through_its_stored_form() -> None:
     stored = entry(b"\x89PNG\n\nbody with newlines\n", ttl=5)
     assert Entry.from_bytes(stored.to_bytes()) == stored
     assert Entry.from_bytes(b"no header line") is None
+
+
+async def test_sweep_keeps_the_disk_cache_within_its_size_dropping_the_least_used(
+    tmp_path: Path,
+) -> None:
+    disk = DiskCache(tmp_path)
+    for i in range(10):
+        await disk.put(f"{i:02d}" + "k" * 62, entry(bytes([i]) * 1000))
+        os.utime(disk.path(f"{i:02d}" + "k" * 62), (1000 + i, 1000 + i))
+    await disk.get("00" + "k" * 62)  # used just now: the most recent
+    size = sum(p.stat().st_size for p in tmp_path.glob("*/*"))
+    assert disk.sweep(size) == 0
+    removed = disk.sweep(size // 2)
+    left = {p.name[:2] for p in tmp_path.glob("*/*")}
+    assert removed >= 5 and "00" in left and "01" not in left
+    assert sum(p.stat().st_size for p in tmp_path.glob("*/*")) <= size // 2
