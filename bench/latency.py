@@ -83,7 +83,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-from common import LOOPBACK, free_port, percentile  # bench/ is sys.path[0]
+from common import LOOPBACK, free_port, percentile, serve_argv  # bench/ is sys.path[0]
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "small"  # set from --notebook; "small" is written by this script, the rest are examples
@@ -735,21 +735,7 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], report: Repo
     # ---------------------------------------------------------------- start the server
     with section(f"start the server ({args.kernels} kernels)"):
         port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "publisher",
-            "serve",
-            str(folder),
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--cache-dir",
-            str(tmp / "cache"),
-            "--kernels",
-            str(args.kernels),
-        ]
+        argv = serve_argv(folder, port, tmp / "cache", args.kernels)
         report.command(argv)
         server = Child("server", argv, tmp / "server.log")
         children.append(server)

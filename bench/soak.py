@@ -115,7 +115,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import LOOPBACK, free_port, percentile  # noqa: E402  (bench/ is sys.path[0])
+from common import LOOPBACK, free_port, percentile, serve_argv  # noqa: E402  (bench/ is sys.path[0])
 
 from tests.notebooks import write_all  # noqa: E402
 
@@ -195,27 +195,12 @@ class Server:
         self.port = free_port()
         self.base = f"http://{LOOPBACK}:{self.port}"
         self.run_id = uuid.uuid4().hex
-        self.argv = [
-            sys.executable,
-            "-m",
-            "publisher",
-            "serve",
-            str(folder),
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(self.port),
-            "--cache-dir",
-            str(cache),
-            "--kernels",
-            str(KERNELS),
-            "--timeout",
-            str(SERVER_TIMEOUT),
-            "--queue-size",
-            str(QUEUE_SIZE),
-            "--memory-cache-mb",
-            str(memory_cache_mb),
-        ]
+        self.argv = serve_argv(
+            folder, self.port, cache, KERNELS,
+            "--timeout", str(SERVER_TIMEOUT),
+            "--queue-size", str(QUEUE_SIZE),
+            "--memory-cache-mb", str(memory_cache_mb),
+        )  # fmt: skip
         self.log = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
         env["SOAK_RUN_ID"] = self.run_id
