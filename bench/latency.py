@@ -49,9 +49,10 @@ What it does:
   processes stands in, and says so.
 * **Profile** (``--profile auto``: when the warm-miss median misses its
   target): the same render in a kernel this script starts with the package's
-  own ``publisher.executor.Kernel``: the whole render, ``begin()`` (which
-  resets the IPython shell, and with it runs a full ``gc.collect()``), each
-  cell alone, a no-op cell, and the render again after ``gc.freeze()``.
+  own ``publisher.executor.Kernel``: the whole render, ``prepare()`` alone
+  (the per-render step; the reset runs after a render, off its path), each
+  execution alone (the cells before the chart run as one), a no-op cell, a
+  full ``gc.collect()``, and the render again after ``gc.freeze()``.
 
 At the end: a table of every figure with its target and PASS/MISS, the command
 lines used, and the count of ``ipykernel_launcher`` processes before and after
@@ -590,9 +591,7 @@ async def profile_warm_miss(folder: Path, renders: int) -> list[tuple[str, float
         for _ in range(renders):
             out = await kernel._run_cells((_GC_PROBE,), time.monotonic() + 60)
             gc_ms.append(float(out[0][0]["text"]) / 1000)
-        rows.append(
-            ("  gc.collect() in the kernel (IPython reset runs one)", statistics.median(gc_ms))
-        )
+        rows.append(("  a full gc.collect() in the kernel", statistics.median(gc_ms)))
         await kernel._run_cells(("import gc as _gc; _gc.freeze(); del _gc",), time.monotonic() + 60)
         rows.append(
             (
@@ -946,9 +945,9 @@ def run(args: argparse.Namespace, tmp: Path, children: list[Child], report: Repo
                 rows = asyncio.run(profile_warm_miss(folder, 7))
             for label, seconds in rows:
                 print(f"   {seconds * 1000:7.1f} ms  {label}")
-            # whole, begin, the chart (last) cell, [no-op,] gc.collect, after gc.freeze
+            # whole, prepare, the chart (last) cell, [no-op,] gc.collect, after gc.freeze
             summary = [rows[0], rows[1], rows[-4], rows[-2], rows[-1]]
-            names = ["render", "begin()", "chart cell", "gc.collect", "render after gc.freeze"]
+            names = ["render", "prepare()", "chart cell", "gc.collect", "render after gc.freeze"]
             for name, (_, seconds) in zip(names, summary, strict=True):
                 report.add(f"profile: {name}", ms(seconds))
 
