@@ -77,7 +77,10 @@ class Kernel:
 
     async def start(self) -> Kernel:
         """Start the process and import the preload list; returns self once it can render."""
-        env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1")
+        # The server's own settings (the signing secret, the Redis URL and its password)
+        # are not the notebook's business: a chart could print them for anyone to see.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
+        env.update(PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1")
         env.pop("PYTHONSTARTUP", None)
         await self.km.start_kernel(env=env)
         try:
