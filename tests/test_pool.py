@@ -158,8 +158,9 @@ def kernel_pids(server: psutil.Process) -> set[int]:
     return {p.pid for p in server.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())}
 
 
-def test_sigterm_answers_in_flight_requests_and_leaves_no_kernel(
-    reference_dir: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stopping_answers_in_flight_requests_and_leaves_no_kernel(
+    reference_dir: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
     port = free_port()
     command = [sys.executable, "-m", "publisher", "serve", str(reference_dir), "--port", str(port)]
@@ -182,7 +183,7 @@ def test_sigterm_answers_in_flight_requests_and_leaves_no_kernel(
                 pids = kernel_pids(server)
                 in_flight = asyncio.ensure_future(http.get(f"{base}/charts/slow.png?seconds=1"))
                 await asyncio.sleep(0.3)  # let the render start before the signal
-                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, stop)
                 response = await in_flight
                 return response.status, pids
 
