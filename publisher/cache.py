@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+_ENTRY_NAME = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{62}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ class DiskCache:
         """Remove the least recently used entries until the folder holds at most ``max_bytes``
         (then down to 90% of it, so a sweep is not due again at once); returns how many."""
         files = []
-        for path in self.root.glob("*/*"):
+        for path in self.root.glob("??/*"):
+            if not _ENTRY_NAME.fullmatch(path.parent.name + "/" + path.name):
+                continue  # not ours: a write in progress, or a file someone else put here
             with contextlib.suppress(OSError):
                 stat = path.stat()
                 files.append((stat.st_mtime, stat.st_size, path))
@@ -197,11 +201,13 @@ class DiskCache:
         path = self.path(key)
         try:
             entry = Entry.from_bytes(path.read_bytes())
-            os.utime(path)  # its mtime is its last use, for sweep()
         except FileNotFoundError:
             return None
         except OSError:
             entry = None
+        if entry is not None:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # its mtime is its last use, for sweep()
         if entry is None:
             log.warning("disk cache: damaged entry %s, dropped", key)
             with contextlib.suppress(OSError):

@@ -154,7 +154,7 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
     )
 
 
-_Entry = tuple[float, tuple[int, int] | None, Notebook | None]  # checked at, file signature
+_Entry = tuple[float, tuple[int, int, int] | None, Notebook | None]  # checked at, file signature
 _MAX_REMEMBERED = 10_000
 
 
@@ -184,7 +184,7 @@ class Catalog:
         except (OSError, UnknownNotebook):
             entry: _Entry = (now, None, None)
         else:
-            signature = (stat.st_mtime_ns, stat.st_size)
+            signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
             if cached is not None and cached[1] == signature:
                 entry = (now, signature, cached[2])
             else:

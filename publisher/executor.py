@@ -55,6 +55,7 @@ class Job:
     cwd: str
     cells: tuple[str, ...]
     options: RenderOptions
+    root: str = ""  # the notebooks' folder: modules imported from it are forgotten after
 
 
 Outputs = list[list[dict[str, Any]]]
@@ -82,8 +83,8 @@ class Kernel:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
         env.update(PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1")
         env.pop("PYTHONSTARTUP", None)
-        await self.km.start_kernel(env=env)
-        try:
+        try:  # a start cancelled part-way must still stop the process it launched
+            await self.km.start_kernel(env=env)
             await self.client.async_start_new_kernel_client()
             install = _INSTALL.format(source=_KERNEL_SIDE, modules=self.preload)
             await self._run_cells((install, _PUBLISHER + "snapshot()"), monotonic() + 120)
@@ -101,7 +102,8 @@ class Kernel:
         self.renders += 1
         o = job.options
         prepare = (
-            _PUBLISHER + f"prepare({job.cwd!r}, {o.fmt!r}, {o.dpi!r}, {o.width!r}, {o.height!r})"
+            _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
+            f" {o.dpi!r}, {o.width!r}, {o.height!r})"
         )
         first, *rest = job.cells or ("",)
         if cell_magic(first):  # the magic must stay the first line of its cell

@@ -51,12 +51,16 @@ def warm(modules: list[str]) -> None:
 def snapshot() -> None:
     """Remember the kernel as a fresh notebook finds it; in its own cell, after ``warm``."""
     import matplotlib
+    from IPython import get_ipython
 
     _kernel.update(
         backend=matplotlib.get_backend(),
         path=list(sys.path),
         environ=dict(os.environ),
         modules=set(sys.modules),
+        # %matplotlib agg drops the inline backend's hook; %load_ext adds hooks of its own
+        events={event: list(hooks) for event, hooks in get_ipython().events.callbacks.items()},
+        roots=set(),  # notebook folders seen: modules from there belong to one notebook
     )
 
 
@@ -79,29 +83,49 @@ def reset() -> None:
         plt.switch_backend(_kernel["backend"])
     matplotlib.interactive(True)  # as IPython's activate_matplotlib leaves every notebook
     matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
+    for event, hooks in _kernel["events"].items():
+        shell.events.callbacks[event][:] = hooks
     sys.path[:] = _kernel["path"]
-    os.environ.clear()
-    os.environ.update(_kernel["environ"])
+    _restore_environ(_kernel["environ"])
     _forget_local_modules()
     os.chdir(_home)
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put the environment back key by key: never empty, even for a moment."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 def _forget_local_modules() -> None:
-    """Drop modules a render imported from outside the installation (a helper.py beside
-    a notebook), so the next notebook imports its own; installed libraries stay loaded."""
-    installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    """Drop modules a render imported from the notebooks' folder (a helper.py beside a
+    notebook), so the next notebook imports its own; libraries stay loaded, wherever they
+    were installed from."""
+    roots = [os.path.realpath(root) for root in _kernel["roots"]]
     for name in set(sys.modules) - _kernel["modules"]:
-        file = getattr(sys.modules[name], "__file__", None)
-        if file is not None and not os.path.abspath(file).startswith(installed):
+        module = sys.modules[name]
+        places = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+        if any(place and _inside(os.path.realpath(place), roots) for place in places):
             del sys.modules[name]
+    importlib.invalidate_caches()
 
 
-def prepare(cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None) -> None:
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(os.path.commonpath([path, root]) == root for root in roots)
+
+
+def prepare(
+    root: str, cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None
+) -> None:
     """Point a clean kernel at this render: its folder, and how to print its figures."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
+    _kernel["roots"].add(root)
     os.chdir(cwd)
     _options.update(dpi=dpi, width=width, height=height)
     InlineBackend.instance().figure_formats = {fmt}

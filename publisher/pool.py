@@ -127,8 +127,9 @@ class KernelPool:
             self.waiting -= 1
 
     async def _wait_for_kernel(self) -> Kernel:
-        try:
-            return await asyncio.wait_for(self._idle.get(), self.wait_timeout)
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            async with asyncio.timeout(self.wait_timeout):
+                return await self._idle.get()
         except TimeoutError:
             raise Overloaded(
                 f"no kernel was free within {self.wait_timeout:g}s", retry_after=5

@@ -6,6 +6,7 @@ rendered: a hostile query string costs a few comparisons and a 400.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,12 +31,8 @@ NOTEBOOK_DEFAULT: Value = cast(Value, {"notebook default": True})
 @dataclass(frozen=True)
 class Query:
     values: dict[str, Value]  # every parameter, defaults filled in: what the cache key covers
+    injected: dict[str, Value]  # what the URL set to something else than the default
     options: RenderOptions
-
-    @property
-    def injected(self) -> dict[str, Value]:
-        """Every value the kernel is given: all of them, so the render depends on the key alone."""
-        return {k: v for k, v in self.values.items() if v is not NOTEBOOK_DEFAULT}
 
 
 def read_query(
@@ -74,7 +71,16 @@ def read_query(
     defaults = {
         p.name: p.default if p.injectable else NOTEBOOK_DEFAULT for p in notebook.parameters
     }
-    return Query(values=defaults | given, options=options)
+    # As papermill: only values given are injected, so a notebook's own defaults (a tuple,
+    # an int for a float, a None its next lines replace) run as written. A value equal to
+    # its default is the same render under the same key, so it is not injected either.
+    injected = {k: v for k, v in given.items() if _spelled(v) != _spelled(defaults[k])}
+    return Query(values=defaults | given, injected=injected, options=options)
+
+
+def _spelled(value: Value) -> str:
+    """Equal only for the same type and value: True is not 1, 1 is not 1.0."""
+    return json.dumps(value)
 
 
 def _check_size(param: Parameter, values: list[str], settings: Settings) -> None:

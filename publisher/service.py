@@ -115,7 +115,7 @@ class Publisher:
         """A cached entry when there is a usable one, else the outcome of one shared render."""
         key = request.key
         entry = self.cache.memory.peek(key)
-        if entry is None and key not in self._flights:
+        if entry is None:
             entry, _ = await self.cache.get(key)
             entry = entry or self.cache.memory.peek(key)  # a flight may have ended meanwhile
         if entry is not None:
@@ -214,6 +214,7 @@ class Publisher:
             cwd=str(notebook.folder),
             cells=cells_to_run(notebook, request.chart, request.query.injected),
             options=request.query.options,
+            root=str(self.catalog.root),
         )
 
 

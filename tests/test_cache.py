@@ -122,12 +122,23 @@ async def test_sweep_keeps_the_disk_cache_within_its_size_dropping_the_least_use
 ) -> None:
     disk = DiskCache(tmp_path)
     for i in range(10):
-        await disk.put(f"{i:02d}" + "k" * 62, entry(bytes([i]) * 1000))
-        os.utime(disk.path(f"{i:02d}" + "k" * 62), (1000 + i, 1000 + i))
-    await disk.get("00" + "k" * 62)  # used just now: the most recent
+        await disk.put(f"{i:02x}" + "a" * 62, entry(bytes([i]) * 1000))
+        os.utime(disk.path(f"{i:02x}" + "a" * 62), (1000 + i, 1000 + i))
+    await disk.get("00" + "a" * 62)  # used just now: the most recent
     size = sum(p.stat().st_size for p in tmp_path.glob("*/*"))
     assert disk.sweep(size) == 0
     removed = disk.sweep(size // 2)
     left = {p.name[:2] for p in tmp_path.glob("*/*")}
     assert removed >= 5 and "00" in left and "01" not in left
     assert sum(p.stat().st_size for p in tmp_path.glob("*/*")) <= size // 2
+
+
+async def test_sweep_leaves_files_that_are_not_entries_alone(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path)
+    await disk.put("ab" + "c" * 62, entry(b"x" * 1000))
+    (tmp_path / "ab" / ".tmp-in-progress").write_bytes(b"y" * 5000)
+    (tmp_path / "zz").mkdir()
+    (tmp_path / "zz" / "someone-elses-file").write_bytes(b"z" * 5000)
+    assert disk.sweep(1) == 1
+    assert (tmp_path / "ab" / ".tmp-in-progress").exists()
+    assert (tmp_path / "zz" / "someone-elses-file").exists()

@@ -384,3 +384,17 @@ async def test_a_broken_notebook_does_not_hide_a_notebook_in_its_folder(
     write_notebook(reference_dir / "badparams" / "inner.ipynb", [IMPORTS, chart()])
     assert (await client.get("/charts/badparams/inner.png")).status == 200
     assert (await client.get("/charts/badparams.png")).status == 500
+
+
+async def test_a_default_the_parameters_cell_computes_is_not_overwritten(
+    client: TestClient, reference_dir: Path
+) -> None:
+    params = "start = None  # computed below when not given\nsize = (4, 3)\nif start is None:\n    start = 'computed'"
+    body = (
+        "assert start in ('computed', 'given'), start\nassert isinstance(size, tuple)\nax.plot([1])"
+    )
+    write_notebook(
+        reference_dir / "computed.ipynb", [IMPORTS, (params, ["parameters"]), chart(body)]
+    )
+    assert (await client.get("/charts/computed.png")).status == 200
+    assert (await client.get("/charts/computed.png?start=given")).status == 200

@@ -20,6 +20,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
+from publisher.pool import KernelPool
+from publisher.settings import Settings
 from publisher.state import SERVICE
 
 from .conftest import free_port, serve, test_settings
@@ -208,9 +210,13 @@ async def test_a_render_cannot_leave_state_for_the_next_one(tmp_path: Path) -> N
             folder / name / "uses_helper.ipynb",
             [IMPORTS, chart(f"import helper\nassert helper.VALUE == {name!r}, helper.VALUE")],
         )
+    (folder / "lib").mkdir()
+    (folder / "lib" / "shared.py").write_text("VALUE = 'first'\n")
     pollute = (
         "import matplotlib, os, sys\n"
+        "%matplotlib agg\n"
         "matplotlib.use('Agg'); plt.ioff()\n"
+        "sys.path.append(os.path.abspath('lib')); import shared\n"
         "sys.path.append('/polluted'); os.environ['POLLUTED'] = '1'\n"
         "fig, ax = plt.subplots(); ax.plot([1]); display(fig)"
     )
@@ -219,6 +225,8 @@ async def test_a_render_cannot_leave_state_for_the_next_one(tmp_path: Path) -> N
         "assert 'inline' in matplotlib.get_backend(), matplotlib.get_backend()\n"
         "assert matplotlib.is_interactive()\n"
         "assert '/polluted' not in sys.path and 'POLLUTED' not in os.environ\n"
+        "assert 'shared' not in sys.modules\n"
+        "plt.plot([3, 4])  # shown by the inline backend's own hook, not by display()\n"
         "ax.plot([1, 2])"
     )
     write_notebook(
@@ -263,3 +271,20 @@ async def test_kernels_that_cannot_start_make_the_server_unhealthy(
         response = await app_client.get("/healthz")
         assert response.status == 503
         assert health["kernels"]["failed_starts"] >= 3 and health["ready"] is False
+
+
+@pytest.mark.parametrize("after", [0.0, 0.01, 0.2])
+async def test_closing_while_kernels_start_leaves_no_kernel_process(after: float) -> None:
+    before = kernel_pids(psutil.Process())
+    pool = KernelPool(2, Settings().preload_modules)
+    pool.start()
+    await asyncio.sleep(after)
+    await pool.close()
+    assert not [pid for pid in kernel_pids(psutil.Process()) - before if running(pid)]
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

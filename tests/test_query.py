@@ -26,9 +26,12 @@ def key(nb: Notebook, items: list[tuple[str, str]]) -> str:
     return render_key(nb.id, nb.digest, "chart", query.values, query.options)
 
 
-def test_every_value_is_injected_so_the_render_follows_the_key() -> None:
-    query = read_query(notebook("x: float = 1\nn = 2"), [("n", "3")], "png", SETTINGS)
-    assert query.injected == {"x": 1.0, "n": 3}
+def test_only_values_that_differ_from_the_default_are_injected_as_papermill_does() -> None:
+    nb = notebook("x: float = 1\nn = 2\nflag = True")
+    query = read_query(nb, [("n", "3"), ("x", "1"), ("flag", "true")], "png", SETTINGS)
+    assert query.injected == {"n": 3}
+    assert query.values == {"x": 1.0, "n": 3, "flag": True}
+    assert key(nb, [("x", "1"), ("flag", "true")]) == key(nb, [])
 
 
 def test_a_default_with_no_url_form_is_left_to_the_notebook_and_keyed_apart() -> None:
