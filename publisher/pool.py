@@ -114,7 +114,7 @@ class KernelPool:
         self.waiting += 1
         try:
             while True:
-                try:  # at once when one is idle: wait_for would yield to the loop first
+                try:  # at once when one is idle, so a request right behind sees it taken
                     kernel = self._idle.get_nowait()
                 except asyncio.QueueEmpty:
                     kernel = await self._wait_for_kernel()
