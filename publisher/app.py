@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from . import logs, state, views
+from .background import every
 from .cache import DiskCache, MemoryCache, TieredCache
 from .catalog import Catalog
 from .errors import NotFound, PublisherError
@@ -30,10 +31,10 @@ POOL = web.AppKey("pool", KernelPool)
 SWEEP_SECONDS = 60
 
 
-def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.Application:
-    """The whole server for these settings; tests pass their own settings (and may pass a pool)."""
+def create_app(settings: Settings) -> web.Application:
+    """The whole server for these settings; tests call it with their own."""
     app = web.Application(middlewares=[_errors])
-    pool = pool or KernelPool(
+    pool = KernelPool(
         settings.kernels,
         settings.preload_modules,
         queue_size=settings.queue_size,
@@ -55,7 +56,7 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
     app[POOL] = pool
 
     async def health() -> dict[str, Any]:
-        writable = disk.writable()
+        writable = await asyncio.to_thread(disk.writable)  # file I/O: not on the loop
         return {
             # a kernel that keeps failing to start (a preload that cannot import) is fatal
             "ok": writable and not pool.closed and pool.failed_starts < 3,
@@ -74,7 +75,14 @@ def create_app(settings: Settings, *, pool: KernelPool | None = None) -> web.App
         }
 
     app[state.HEALTH] = health
-    app.cleanup_ctx.append(_sweeping(disk, int(settings.disk_cache_mb * 2**20)))
+    max_disk = int(settings.disk_cache_mb * 2**20)
+
+    async def sweep() -> None:
+        removed = await asyncio.to_thread(disk.sweep, max_disk)
+        if removed:
+            log.info("disk cache: removed %d least recently used entries", removed)
+
+    app.cleanup_ctx.append(every(SWEEP_SECONDS, sweep, at_start=True))
     if settings.redis_url:
         attach(app, settings)  # before the kernels, so it closes after them
     app.cleanup_ctx.append(_kernels)
@@ -96,24 +104,6 @@ async def _kernels(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
-def _sweeping(disk: DiskCache, max_bytes: int) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Keep the disk cache within its size: at start, then every ``SWEEP_SECONDS``."""
-
-    async def context(_app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                removed = await asyncio.to_thread(disk.sweep, max_bytes)
-                if removed:
-                    log.info("disk cache: removed %d least recently used entries", removed)
-                await asyncio.sleep(SWEEP_SECONDS)
-
-        task = asyncio.ensure_future(loop())
-        yield
-        task.cancel()
-
-    return context
-
-
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -127,23 +117,23 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes the one error shape; nothing else builds error answers."""
     try:
         response = await handler(request)
-    except PublisherError as e:
-        response = error_response(e, request.headers.get("Accept", ""))
-    except web.HTTPNotFound:
-        response = error_response(
-            NotFound(f"no such page: {request.path}"), request.headers.get("Accept", "")
-        )
-    except web.HTTPException as e:
-        error = PublisherError(e.reason)
-        error.status, error.code = e.status, e.reason.lower().replace(" ", "_")
-        response = error_response(error, request.headers.get("Accept", ""))
-    except Exception:
-        log.exception("unexpected error on %s", request.path_qs)
-        response = error_response(
-            PublisherError("internal server error"), request.headers.get("Accept", "")
-        )
+    except Exception as e:
+        response = error_response(_as_error(request, e), request.headers.get("Accept", ""))
     request.app[METRICS].answered(response.status, response.headers.get(views.CACHE_HEADER))
     return response
+
+
+def _as_error(request: web.Request, e: Exception) -> PublisherError:
+    if isinstance(e, PublisherError):
+        return e
+    if isinstance(e, web.HTTPNotFound):
+        return NotFound(f"no such page: {request.path}")
+    if isinstance(e, web.HTTPException):  # from aiohttp itself: 405 and the like
+        error = PublisherError(e.reason)
+        error.status, error.code = e.status, e.reason.lower().replace(" ", "_")
+        return error
+    log.exception("unexpected error on %s", request.path_qs, exc_info=e)
+    return PublisherError("internal server error")
 
 
 def run(settings: Settings) -> None:
@@ -151,7 +141,11 @@ def run(settings: Settings) -> None:
     started = time.time()
     log.info("serving %s on http://%s:%s", settings.notebook_dir, settings.host, settings.port)
     app = create_app(settings)
-    app.cleanup_ctx.insert(0, logs.flushing())
+
+    async def flush() -> None:
+        logs.ACCESS_LOG.flush()
+
+    app.cleanup_ctx.insert(0, every(logs.FLUSH_SECONDS, flush, at_end=flush))
     web.run_app(
         app,
         host=settings.host,

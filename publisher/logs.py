@@ -3,17 +3,15 @@
 A cache hit costs tens of microseconds; a ``logging`` record per request
 would cost about as much again (the profile of a hit showed it). Access lines
 are therefore formatted with one f-string, kept in memory and written out in
-one ``write`` every ``FLUSH_SECONDS``, when ``BATCH`` lines are waiting, and
-when the server stops. Everything else goes through ``logging`` as usual.
+one ``write`` when ``BATCH`` lines are waiting, and by the app every
+``FLUSH_SECONDS`` and when it stops. Everything else goes through ``logging`` as usual.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 from aiohttp import web
@@ -77,20 +75,3 @@ class AccessLogger(AbstractAccessLogger):
             f" {response.status} cache={headers.get(CACHE_HEADER, '-')} render_ms={render}"
             f" total_ms={elapsed * 1000:.1f}"
         )
-
-
-def flushing(log: AccessLog = ACCESS_LOG) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup context that writes the access log out while the app runs, and at its end."""
-
-    async def context(_app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(FLUSH_SECONDS)
-                log.flush()
-
-        task = asyncio.ensure_future(loop())
-        yield
-        task.cancel()
-        log.flush()
-
-    return context

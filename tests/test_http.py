@@ -398,3 +398,11 @@ async def test_a_default_the_parameters_cell_computes_is_not_overwritten(
     )
     assert (await client.get("/charts/computed.png")).status == 200
     assert (await client.get("/charts/computed.png?start=given")).status == 200
+
+
+async def test_a_method_the_route_does_not_take_is_405_in_the_one_error_shape(
+    client: TestClient,
+) -> None:
+    response = await client.post("/charts/echo.png")
+    assert response.status == 405
+    assert (await error_of(response))["code"] == "method_not_allowed"
