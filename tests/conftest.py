@@ -12,9 +12,11 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
@@ -37,6 +39,14 @@ def require_program(path: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+async def error_of(response: ClientResponse) -> dict[str, Any]:
+    """The error of an answer, after checking it has the one shape every error has."""
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
+    return dict(body["error"])
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from publisher.state import SERVICE
 
+from .conftest import error_of
 from .notebooks import IMPORTS, chart, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,13 +39,6 @@ async def echoed(client: TestClient, query: str) -> tuple[Any, ...]:
     hex_title = re.search(r">([0-9a-f]{8,})<", svg)
     assert hex_title is not None, "no hex title in the SVG"
     return ast.literal_eval(bytes.fromhex(hex_title.group(1)).decode("utf-8"))
-
-
-async def error_of(response: Any) -> dict[str, Any]:
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
-    return body["error"]
 
 
 async def test_chart_answer_carries_http_cache_headers(client: TestClient) -> None:

@@ -24,7 +24,7 @@ from publisher.pool import KernelPool
 from publisher.settings import Settings
 from publisher.state import SERVICE
 
-from .conftest import free_port, serve, test_settings
+from .conftest import error_of, free_port, serve, test_settings
 from .notebooks import IMPORTS, chart, write_notebook
 
 
@@ -87,7 +87,7 @@ async def test_past_the_queue_the_answer_is_503_with_retry_after(
         assert statuses == [200, 200, 503, 503]
         refused = next(r for r in responses if r.status == 503)
         assert int(refused.headers["Retry-After"]) >= 1
-        assert (await refused.json())["error"]["code"] == "overloaded"
+        assert (await error_of(refused))["code"] == "overloaded"
 
 
 async def test_a_client_that_leaves_while_queued_starts_no_render(
@@ -114,7 +114,7 @@ async def test_a_kernel_that_dies_gives_500_and_is_replaced(
     async with serve(test_settings(reference_dir, cache_dir)) as client:
         response = await client.get("/charts/crash.png")
         assert response.status == 500
-        assert (await response.json())["error"]["code"] == "kernel_died"
+        assert (await error_of(response))["code"] == "kernel_died"
         await settle(client)
         assert client.app[POOL].restarts == 1
         assert (await client.get("/charts/echo.png?count=102")).status == 200
@@ -129,7 +129,7 @@ async def test_a_render_past_the_timeout_gives_504_and_its_kernel_is_replaced(
         old_pid = next(iter(pool._idle._queue)).pid  # type: ignore[attr-defined]
         response = await client.get("/charts/slow.png?seconds=30")
         assert response.status == 504
-        assert (await response.json())["error"]["code"] == "timeout"
+        assert (await error_of(response))["code"] == "timeout"
         await settle(client)
         assert pool.restarts == 1
         assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
@@ -252,7 +252,7 @@ async def test_a_request_waits_for_a_kernel_no_longer_than_the_timeout(
             await asyncio.sleep(0.01)
         waiting = await client.get("/charts/echo.png?count=104")
         assert waiting.status == 503
-        assert "no kernel was free within 1s" in (await waiting.json())["error"]["message"]
+        assert "no kernel was free within 1s" in (await error_of(waiting))["message"]
         assert (await slow).status == 504
 
 

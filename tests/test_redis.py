@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 import redis
 import redis.asyncio as aioredis
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from publisher import redis_shared, state
@@ -125,6 +126,13 @@ async def store(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+async def across(
+    servers: tuple[TestClient, TestClient], path: str, count: int
+) -> list[ClientResponse]:
+    """``count`` concurrent requests for one URL, alternating between the two servers."""
+    return await asyncio.gather(*(servers[i % 2].get(path) for i in range(count)))
+
+
 def renders(*clients: TestClient) -> int:
     return sum(client.app[SERVICE].stats.renders for client in clients)
 
@@ -171,9 +179,7 @@ async def test_concurrent_requests_across_both_servers_execute_once(
 ) -> None:
     a, b = servers
     before = renders(a, b)
-    responses = await asyncio.gather(
-        *((a, b)[i % 2].get("/charts/slow.png?seconds=1.01") for i in range(10))
-    )
+    responses = await across(servers, "/charts/slow.png?seconds=1.01", 10)
     assert [r.status for r in responses] == [200] * 10
     bodies = {await r.read() for r in responses}
     assert len(bodies) == 1
@@ -185,9 +191,7 @@ async def test_a_notebook_error_reaches_waiters_on_the_other_server(
 ) -> None:
     a, b = servers
     before = renders(a, b)
-    responses = await asyncio.gather(
-        *((a, b)[i % 2].get("/charts/slow_fails.png?seconds=1.02") for i in range(4))
-    )
+    responses = await across(servers, "/charts/slow_fails.png?seconds=1.02", 4)
     assert [r.status for r in responses] == [500] * 4
     errors = [await r.json() for r in responses]
     assert errors[0]["error"]["code"] == "notebook_error"

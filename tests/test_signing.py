@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from publisher.signing import sign_url
 
-from .conftest import serve, test_settings
+from .conftest import error_of, serve, test_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "correct horse battery staple"
@@ -30,7 +30,7 @@ async def client(
 async def forbidden(client: TestClient, url: str) -> str:
     response = await client.get(url)
     assert response.status == 403
-    error = (await response.json())["error"]
+    error = await error_of(response)
     assert error["code"] == "forbidden"
     return error["message"]
 
