@@ -34,6 +34,11 @@ class Settings:
     kernels: int = _setting(2, "Warm kernels; also how many renders run at once.")
     timeout: float = _setting(30.0, "Seconds a render may take before it answers 504.")
     secret: str | None = _setting(None, "Key for signed URLs; when set, chart URLs must be signed.")
+    secret_file: Path | None = _setting(
+        None,
+        "File holding the key for signed URLs (or set PUBLISHER_SECRET; never on the command"
+        " line); with a key, chart URLs must be signed.",
+    )
     queue_size: int = _setting(32, "Renders that may wait for a kernel before the answer is 503.")
     memory_cache_mb: float = _setting(64.0, "Size of the in-memory cache tier, in MiB.")
     renders_per_kernel: int = _setting(200, "Renders a kernel serves before it is replaced.")
@@ -56,7 +61,21 @@ class Settings:
     max_list_items: int = _setting(100, "Most items in a list value.")
     max_int_digits: int = _setting(18, "Most digits in an integer value.")
     max_dpi: float = _setting(600.0, "Largest _dpi.")
-    max_pixels: int = _setting(4096, "Largest _width or _height, in pixels.")
+    max_pixels: int = _setting(
+        4096, "Largest side of a chart image, in pixels, after aspect scaling and _dpi."
+    )
+    header_timeout: float = _setting(
+        5.0, "Seconds a client may take to send a request's headers before it is disconnected."
+    )
+    public_url: str | None = _setting(
+        None, "Address people reach the server at (behind a proxy), for the gallery's URLs."
+    )
+    trust_forwarded: bool = _setting(
+        False, "Read X-Forwarded-Proto and X-Forwarded-Host from a proxy in front of the server."
+    )
+    frame_ancestors: str = _setting(
+        "'self'", "Who may frame the gallery: the CSP frame-ancestors sources."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
