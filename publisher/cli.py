@@ -28,10 +28,11 @@ def _serve_options(command: Any) -> Any:
     for setting in reversed(SETTINGS):
         if setting.name == "notebook_dir":
             continue
+        flag = setting.type is bool  # --name/--no-name, no value
         command = click.option(
-            setting.option,
+            f"{setting.option}/--no-{setting.option[2:]}" if flag else setting.option,
             setting.name,
-            type=setting.type,
+            type=None if flag else setting.type,
             envvar=setting.envvar,
             default=None,
             show_envvar=True,

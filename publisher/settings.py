@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+
 
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -85,7 +87,7 @@ class Settings:
         for setting in SETTINGS:
             raw = environ.get(setting.envvar)
             if raw:
-                values[setting.name] = setting.type(raw)
+                values[setting.name] = setting.parse(raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -109,6 +111,12 @@ class Setting:
     default: Any
     type: type
     help: str
+
+    def parse(self, raw: str) -> Any:
+        """The value of an environment variable; a bool reads as click reads one."""
+        if self.type is bool:
+            return click.BOOL.convert(raw, None, None)
+        return self.type(raw)
 
     @property
     def option(self) -> str:
