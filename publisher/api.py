@@ -11,6 +11,12 @@ from .signing import Signer
 
 
 def chart_path(notebook_id: str, chart: str, fmt: str = "png") -> str:
+    """The path of a chart, its id percent-encoded so the router gives back the same id.
+
+    ``quote`` leaves only ``/`` (the id's folders) and unreserved characters
+    as they are: a ``+``, ``#``, ``?``, ``%`` or space in a file name, and any
+    script (as UTF-8), cannot be read as anything else on the way back.
+    """
     return f"/charts/{quote(notebook_id)}/{quote(chart)}.{fmt}"
 
 

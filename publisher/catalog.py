@@ -4,6 +4,11 @@ The catalog reads a notebook file once per edit: a notebook is looked at again
 only when ``scan_interval`` has passed and its size or mtime changed, so a
 cache hit costs no file system call while an edited notebook still shows up
 within a second, without a restart.
+
+An id is only ever looked up in the map the folder walk built, never turned
+into a path: whatever characters a file name holds, the file is found by the
+id the listing shows, and no id from a URL can name a file the walk did not.
+Ids are NFC, the form a browser sends, even for a file macOS wrote in NFD.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import os
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +26,10 @@ from typing import Any
 import nbformat
 
 from .errors import BrokenNotebook, PublisherError, UnknownChart, UnknownNotebook
+from .logs import CONTROL, escape
 from .parameters import Parameter, read_parameters
 
 SUFFIX = ".ipynb"
-_ID = re.compile(r"^\w[\w.\- ]*(/\w[\w.\- ]*)*$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
@@ -47,6 +53,7 @@ class Notebook:
     parameters_cell: int | None = None  # index into ``sources``
     charts: tuple[Chart, ...] = ()
     ttl: float | None = None
+    fresh_kernel: bool = False  # metadata publisher.kernel = "fresh": a new kernel per render
     error: PublisherError | None = field(default=None, compare=False)
 
     @property
@@ -78,14 +85,7 @@ def load(id: str, path: Path) -> Notebook:
         stat = path.stat()
         raw = path.read_bytes()
     except OSError as e:  # a folder named *.ipynb, a file we may not read
-        return Notebook(
-            id=id,
-            path=path,
-            digest="",
-            mtime=0,
-            title=id,
-            error=BrokenNotebook(f"cannot read notebook '{id}': {e.strerror}"),
-        )
+        return _unservable(id, path, f"cannot read notebook '{id}': {e.strerror}")
     digest = hashlib.sha256(raw).hexdigest()
     base = Notebook(id=id, path=path, digest=digest, mtime=stat.st_mtime)
     try:
@@ -95,6 +95,11 @@ def load(id: str, path: Path) -> Notebook:
         return _with_error(base, e)
     except Exception as e:  # nbformat raises many kinds; all mean the same to a user
         return _with_error(base, BrokenNotebook(f"cannot read notebook '{id}': {e}"))
+
+
+def _unservable(id: str, path: Path, reason: str) -> Notebook:
+    """A notebook listed with the reason it cannot be served, its file left unread."""
+    return _with_error(Notebook(id=id, path=path, digest="", mtime=0), BrokenNotebook(reason))
 
 
 def _with_error(base: Notebook, error: PublisherError) -> Notebook:
@@ -135,7 +140,13 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
                 charts[name] = Chart(name, index)
     if not charts:
         charts["chart"] = Chart("chart", None)
-    ttl = nb.metadata.get("publisher", {}).get("ttl")
+    meta = nb.metadata.get("publisher", {})
+    kernel = meta.get("kernel", "warm")
+    if kernel not in ("warm", "fresh"):
+        raise BrokenNotebook(
+            f'notebook \'{base.id}\': metadata publisher.kernel must be "warm" or "fresh"'
+        )
+    ttl = meta.get("ttl")
     if ttl is not None and (not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0):
         raise BrokenNotebook(
             f"notebook '{base.id}': metadata publisher.ttl must be a positive number"
@@ -151,11 +162,21 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
         parameters_cell=parameters_cell,
         charts=tuple(charts.values()),
         ttl=float(ttl) if ttl is not None else None,
+        fresh_kernel=kernel == "fresh",
     )
 
 
 _Entry = tuple[float, tuple[int, int, int] | None, Notebook | None]  # checked at, file signature
 _MAX_REMEMBERED = 10_000
+_BACKSLASH_SEPARATES = "\\" in (os.sep, os.altsep)  # on Windows
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the walk found for one id: the file, or why the file cannot be served."""
+
+    path: Path
+    problem: str | None = None
 
 
 class Catalog:
@@ -165,69 +186,132 @@ class Catalog:
         self.root = root.resolve()
         self.scan_interval = scan_interval
         self._entries: dict[str, _Entry] = {}
-        self._listing: tuple[float, list[str]] = (-1e18, [])
+        self._index: tuple[float, dict[str, _Found]] = (-1e18, {})
 
     def get(self, id: str) -> Notebook:
-        """The notebook with this id, read again if its file changed; 404 if there is none."""
-        now = time.monotonic()
-        cached = self._entries.get(id)
-        if cached is None or now - cached[0] >= self.scan_interval:
-            cached = self._refresh(id, cached, now)
-        notebook = cached[2]
+        """The notebook with this id, read again if its file changed; 404 if there is none.
+
+        The id is normalized to NFC first, so an NFD spelling finds the same notebook.
+        """
+        id = unicodedata.normalize("NFC", id)
+        notebook = self._notebook(id, time.monotonic(), None)
         if notebook is None:
             raise UnknownNotebook(f"no notebook '{id}'")
         return notebook
 
-    def _refresh(self, id: str, cached: _Entry | None, now: float) -> _Entry:
-        try:
-            stat = self._path(id).stat()
-        except (OSError, UnknownNotebook):
-            entry: _Entry = (now, None, None)
+    def ids(self) -> list[str]:
+        """Every notebook id, sorted; the folder is walked at most once per ``scan_interval``."""
+        return sorted(self._found(time.monotonic()))
+
+    def all(self) -> list[Notebook]:
+        """Every notebook, those that cannot be served listed with their errors.
+
+        One walk serves the whole listing, however short ``scan_interval`` is.
+        """
+        now = time.monotonic()
+        index = self._found(now)
+        notebooks = (self._notebook(id, now, index) for id in sorted(index))
+        return [notebook for notebook in notebooks if notebook is not None]
+
+    def _notebook(self, id: str, now: float, index: dict[str, _Found] | None) -> Notebook | None:
+        cached = self._entries.get(id)
+        if cached is None or now - cached[0] >= self.scan_interval:
+            cached = self._refresh(id, cached, now, index)
+        return cached[2]
+
+    def _refresh(
+        self, id: str, cached: _Entry | None, now: float, index: dict[str, _Found] | None
+    ) -> _Entry:
+        if index is None:
+            index = self._found(now)
+        found = None if _refused(id) else index.get(id)
+        entry: _Entry
+        if found is None:
+            entry = (now, None, None)
+        elif found.problem is not None:
+            entry = (now, None, _unservable(id, found.path, found.problem))
+        elif not found.path.resolve().is_relative_to(self.root):  # a symlink, now or since
+            reason = f"cannot serve notebook '{id}': it links outside the notebook folder"
+            entry = (now, None, _unservable(id, found.path, reason))
         else:
-            signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
-            if cached is not None and cached[1] == signature:
-                entry = (now, signature, cached[2])
+            try:
+                stat = found.path.stat()
+            except OSError:  # gone since the walk, or a dangling link: load says which
+                entry = (now, None, load(id, found.path))
             else:
-                entry = (now, signature, load(id, self._path(id)))
+                signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
+                if cached is not None and cached[1] == signature:
+                    entry = (now, signature, cached[2])
+                else:
+                    entry = (now, signature, load(id, found.path))
         if len(self._entries) >= _MAX_REMEMBERED and id not in self._entries:
             self._entries.clear()  # unknown ids from hostile URLs must not grow memory
         self._entries[id] = entry
         return entry
 
-    def ids(self) -> list[str]:
-        """Every notebook id, sorted; the folder is walked at most once per ``scan_interval``."""
-        now = time.monotonic()
-        if now - self._listing[0] >= self.scan_interval:
-            self._listing = (now, sorted(self._walk()))
-        return list(self._listing[1])
+    def _found(self, now: float) -> dict[str, _Found]:
+        if now - self._index[0] >= self.scan_interval:
+            self._index = (now, self._walk())
+        return self._index[1]
 
-    def all(self) -> list[Notebook]:
-        notebooks = []
-        for id in self.ids():
-            try:
-                notebooks.append(self.get(id))
-            except UnknownNotebook:  # removed since the walk
-                continue
-        return notebooks
+    def _walk(self) -> dict[str, _Found]:
+        """Every ``*.ipynb`` under the root, by id.
 
-    def _walk(self) -> list[str]:
-        found = []
+        Folders so named are included, to be listed as broken rather than left out.
+        """
+        paths: dict[str, list[Path]] = {}
         for folder, dirs, files in os.walk(self.root):
             dirs[:] = [d for d in dirs if not _hidden(d)]
-            for name in files:
+            for name in files + dirs:
                 if name.endswith(SUFFIX) and not _hidden(name):
-                    rel = Path(folder, name).relative_to(self.root).as_posix()
-                    found.append(rel[: -len(SUFFIX)])
-        return found
+                    path = Path(folder, name)
+                    rel = path.relative_to(self.root).as_posix()[: -len(SUFFIX)]
+                    paths.setdefault(_id_of(rel), []).append(path)
+        return {id: _found(id, sorted(found), self.root) for id, found in paths.items()}
 
-    def _path(self, id: str) -> Path:
-        """The file of an id, refusing anything that could leave the folder or is hidden."""
-        if not _ID.match(id) or any(_hidden(part) for part in id.split("/")):
-            raise UnknownNotebook(f"no notebook '{id}'")
-        path = self.root / (id + SUFFIX)
-        if not path.resolve().is_relative_to(self.root):
-            raise UnknownNotebook(f"no notebook '{id}'")
-        return path
+
+def _id_of(rel: str) -> str:
+    """The id of a path relative to the root, printable wherever it is shown.
+
+    NFC, with bytes that are not UTF-8 shown as U+FFFD and control characters
+    escaped: such a file is listed (with why it cannot be served), and its id
+    must not break the JSON, the page or the terminal it is listed in.
+    """
+    return escape(unicodedata.normalize("NFC", _decoded(rel)))
+
+
+def _decoded(name: str) -> str:
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _found(id: str, paths: list[Path], root: Path) -> _Found:
+    names = [p.relative_to(root).as_posix() for p in paths]
+    if len(names) > 1:
+        spelled = ", ".join(f"{ascii(name)} ({_form(name)})" for name in names)
+        return _Found(
+            paths[0],
+            f"cannot serve notebook '{id}': {len(names)} files have this id ({spelled});"
+            " names that differ only in Unicode normalization are one id: rename all but one",
+        )
+    if names[0] != _decoded(names[0]):
+        return _Found(paths[0], f"cannot serve notebook '{id}': its file name is not UTF-8")
+    if CONTROL.search(names[0]):
+        return _Found(paths[0], f"cannot serve notebook '{id}': its name holds a control character")
+    return _Found(paths[0])
+
+
+def _form(name: str) -> str:
+    """Which spelling a name is in, for a message that must tell two look-alikes apart."""
+    if unicodedata.is_normalized("NFC", name):
+        return "NFC"
+    return "NFD" if unicodedata.is_normalized("NFD", name) else "neither NFC nor NFD"
+
+
+def _refused(id: str) -> bool:
+    """Ids no walk produces, refused before any lookup: defence in depth against traversal."""
+    if not id or "\x00" in id or os.path.isabs(id) or (_BACKSLASH_SEPARATES and "\\" in id):
+        return True
+    return any(part in ("", ".", "..") or _hidden(part) for part in id.split("/"))
 
 
 def _hidden(name: str) -> bool:

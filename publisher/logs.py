@@ -5,14 +5,20 @@ would cost about as much again (the profile of a hit showed it). Access lines
 are therefore formatted with one f-string, kept in memory and written out in
 one ``write`` when ``BATCH`` lines are waiting, and by the app every
 ``FLUSH_SECONDS`` and when it stops. Everything else goes through ``logging`` as usual.
+
+Text from a request or a notebook (a path, a parameter value inside an
+exception message) is escaped before it is written, in the access log and in
+every record's message alike: a newline in it cannot start a line that passes
+for a record of its own, nor can an escape sequence repaint the terminal.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,10 +27,58 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 FLUSH_SECONDS = 0.5
 BATCH = 1024
 CACHE_HEADER = "X-Publisher-Cache"
+MAX_REQUEST = 512  # characters of an access log's request field; a longer one is cut
+# C0 and C1 controls, DEL, and the two separators some viewers break lines at
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+TRACEBACK_PREFIX = "  | "  # on every line of a traceback, which no record's first line has
 
 
-def configure() -> None:
-    logging.basicConfig(level=logging.INFO, format=FORMAT)
+def escape(text: str) -> str:
+    """``text`` on one line, its control characters written as Python escapes (``\\n``)."""
+    if text.isprintable():  # the usual case, and a fast test
+        return text
+    return CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def cap(text: str, limit: int) -> str:
+    """At most ``limit`` characters, and a marker that says how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+class Formatter(logging.Formatter):
+    """A record's message is one line; its traceback, if any, follows on prefixed lines.
+
+    The message (and whatever it quotes from a request or a notebook) is
+    escaped. A traceback keeps its line breaks to stay readable, but every
+    line of it starts with ``TRACEBACK_PREFIX``, so an exception message that
+    holds a newline cannot make a line that looks like a new record.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _prefixed(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _prefixed(super().formatStack(stack_info))
+
+
+def _prefixed(text: str) -> str:
+    return "\n".join(TRACEBACK_PREFIX + escape(line) for line in text.split("\n"))
+
+
+def configure(stream: TextIO | None = None) -> None:
+    """Records at INFO and above to ``stream`` (stderr), each through the escaping Formatter."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(Formatter(FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 class AccessLog:
@@ -71,7 +125,16 @@ class AccessLogger(AbstractAccessLogger):
         headers = response.headers
         render = headers.get("Server-Timing", "").partition("dur=")[2] or "-"
         ACCESS_LOG.add(
-            f'{ACCESS_LOG.stamp()} {request.remote} "{request.method} {request.path_qs}"'
+            f"{ACCESS_LOG.stamp()} {escape(str(request.remote))}"
+            f' "{request_field(request.method, request.path_qs)}"'
             f" {response.status} cache={headers.get(CACHE_HEADER, '-')} render_ms={render}"
             f" total_ms={elapsed * 1000:.1f}"
         )
+
+
+def request_field(method: str, target: str) -> str:
+    """The quoted request field: escaped, its own quotes too, and capped at ``MAX_REQUEST``."""
+    field = f"{method} {target}"
+    if '"' in field:
+        field = field.replace('"', '\\"')
+    return cap(escape(field), MAX_REQUEST)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import unicodedata
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from publisher.api import notebook_json
 from publisher.catalog import Catalog
 from publisher.errors import BrokenNotebook, UnknownChart, UnknownNotebook
 
@@ -38,18 +41,43 @@ def test_a_notebook_without_chart_tags_has_one_chart_of_its_last_image(reference
     assert [(c.name, c.cell) for c in charts] == [("chart", None)]
 
 
-@pytest.mark.parametrize("id", ["../x", "a/../echo", ".hidden", "/etc/passwd", "", "echo\x00"])
+@pytest.mark.parametrize(
+    "id",
+    [
+        "../x",
+        "a/../echo",
+        "nested/../echo",
+        "./echo",
+        "nested//deep/inner",
+        "nested/deep/inner/",
+        ".hidden",
+        ".ipynb_checkpoints/echo-checkpoint",
+        "/etc/passwd",
+        "",
+        "echo\x00",
+    ],
+)
 def test_ids_that_could_leave_the_folder_are_unknown(reference_dir: Path, id: str) -> None:
     with pytest.raises(UnknownNotebook):
         Catalog(reference_dir).get(id)
 
 
-def test_a_symlink_out_of_the_folder_is_unknown(tmp_path: Path) -> None:
+def test_a_symlink_out_of_the_folder_is_listed_with_why_and_never_read(tmp_path: Path) -> None:
     outside = write_notebook(tmp_path / "outside.ipynb", [IMPORTS, chart()])
     (tmp_path / "nbs").mkdir()
     os.symlink(outside, tmp_path / "nbs" / "link.ipynb")
-    with pytest.raises(UnknownNotebook):
-        Catalog(tmp_path / "nbs").get("link")
+    catalog = Catalog(tmp_path / "nbs")
+    assert [nb.id for nb in catalog.all()] == ["link"]
+    notebook = catalog.get("link")
+    assert notebook.error is not None and "outside the notebook folder" in notebook.error.message
+    assert notebook.digest == "" and notebook.sources == ()  # not read
+    assert str(tmp_path) not in notebook.error.message  # says why, not where it points
+
+
+def test_a_symlink_to_a_notebook_in_the_folder_is_served(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "real.ipynb", [IMPORTS, chart()])
+    os.symlink(tmp_path / "real.ipynb", tmp_path / "alias.ipynb")
+    assert Catalog(tmp_path).get("alias").error is None
 
 
 def broken_reason(tmp_path: Path, cells: list, metadata: dict | None = None) -> str:
@@ -107,7 +135,104 @@ def test_a_broken_notebooks_error_is_raised_fresh_each_time(reference_dir: Path)
     assert notebook.error is not None and notebook.error.__traceback__ is None
 
 
-def test_a_folder_named_like_a_notebook_is_broken_not_a_crash(tmp_path: Path) -> None:
+def test_a_folder_named_like_a_notebook_is_listed_as_broken(tmp_path: Path) -> None:
     (tmp_path / "odd.ipynb").mkdir()
-    notebook = Catalog(tmp_path).get("odd")
+    write_notebook(tmp_path / "odd.ipynb" / "inside.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    assert catalog.ids() == ["odd", "odd.ipynb/inside"]
+    notebook = catalog.get("odd")
     assert notebook.error is not None and "cannot read" in notebook.error.message
+
+
+ODD_NAMES = [
+    "Q1 (draft)",
+    "sales+costs",
+    "-draft",
+    "a#b",
+    "what?",
+    "100% sure",
+    "a%2Fb",
+    "back\\slash",
+    "semi;colon=1&x",
+    'it\'s "quoted"',
+    "日本語",
+    "Ünïcödé résumé",
+    "chart 📈",
+    "sub folder (old)/x + y",
+]
+
+
+@pytest.mark.parametrize("id", ODD_NAMES)
+def test_every_ipynb_file_is_a_notebook_whatever_its_name(tmp_path: Path, id: str) -> None:
+    path = write_notebook(tmp_path / f"{id}.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    assert catalog.ids() == [id]
+    notebook = catalog.get(id)
+    assert notebook.error is None and notebook.path == path
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+def test_a_name_stored_in_nfd_is_listed_and_found_by_its_nfc_id(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / nfd("résumés") / f"{nfd('café')}.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    nfc_id = unicodedata.normalize("NFC", "résumés/café")
+    assert nfc_id != nfd(nfc_id)
+    assert catalog.ids() == [nfc_id]
+    for spelled in (nfc_id, nfd(nfc_id)):  # a browser sends NFC; whatever comes, one notebook
+        notebook = catalog.get(spelled)
+        assert notebook.id == nfc_id and notebook.error is None and notebook.path == path
+
+
+def test_names_that_differ_only_in_normalization_are_listed_as_a_conflict(tmp_path: Path) -> None:
+    write_notebook(tmp_path / f"{unicodedata.normalize('NFC', 'café')}.ipynb", [chart()])
+    write_notebook(tmp_path / f"{nfd('café')}.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    [notebook] = catalog.all()
+    assert notebook.id == unicodedata.normalize("NFC", "café")
+    assert notebook.error is not None
+    message = notebook.error.message
+    assert "2 files" in message and "(NFC)" in message and "(NFD)" in message
+    with pytest.raises(BrokenNotebook):
+        notebook.chart()
+
+
+def test_a_name_with_a_control_character_is_listed_with_why(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "two\nlines.ipynb", [chart()])
+    [notebook] = Catalog(tmp_path).all()
+    assert notebook.id == "two\\nlines"  # printable wherever it is listed
+    assert notebook.error is not None and "control character" in notebook.error.message
+
+
+def test_a_name_that_is_not_utf8_is_listed_with_why(tmp_path: Path) -> None:
+    with open(os.path.join(bytes(tmp_path), b"caf\xe9.ipynb"), "w") as f:  # Latin-1
+        f.write("{}")
+    [notebook] = Catalog(tmp_path).all()
+    assert notebook.id == "caf\ufffd"
+    assert notebook.error is not None and "not UTF-8" in notebook.error.message
+    json.dumps(notebook_json(notebook), ensure_ascii=False).encode("utf-8")  # the API can list it
+
+
+def test_a_dangling_symlink_is_listed_with_why(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "gone.ipynb", tmp_path / "link.ipynb")
+    [notebook] = Catalog(tmp_path).all()
+    assert notebook.id == "link"
+    assert notebook.error is not None and "cannot read" in notebook.error.message
+
+
+def test_listing_walks_the_folder_once_however_short_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        write_notebook(tmp_path / f"nb{i}.ipynb", [chart()])
+    catalog = Catalog(tmp_path, scan_interval=0)
+    walk, walks = catalog._walk, []
+
+    def counted() -> dict:
+        walks.append(1)
+        return walk()
+
+    monkeypatch.setattr(catalog, "_walk", counted)
+    assert len(catalog.all()) == 5 and len(walks) == 1
