@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,15 +19,18 @@ from .catalog import Catalog
 from .errors import PublisherError
 from .extract import FORMATS
 from .pool import KernelPool
+from .secret import SecretError, forbid_dumping, read_secret
 from .service import Publisher
-from .settings import SETTINGS, Settings
+from .settings import ENVIRONMENT_ONLY, SETTINGS, Settings
 from .signing import sign_url
+
+MAX_EXPIRES = 100 * 365 * 24 * 3600  # a century: past it, leave --expires out
 
 
 def _serve_options(command: Any) -> Any:
-    """One option per setting, each reading its PUBLISHER_* variable too."""
+    """One option per setting, each reading its PUBLISHER_* variable too; no secret in argv."""
     for setting in reversed(SETTINGS):
-        if setting.name == "notebook_dir":
+        if setting.name == "notebook_dir" or setting.name in ENVIRONMENT_ONLY:
             continue
         flag = setting.type is bool  # --name/--no-name, no value
         command = click.option(
@@ -56,7 +60,19 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
     settings = Settings.from_env(notebook_dir=notebook_dir, **options)
     if not settings.notebook_dir.is_dir():
         raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
+    settings = settings.replace(secret=_secret(settings.secret_file))
+    try:  # before the first kernel starts: kernels run as this user
+        forbid_dumping()
+    except OSError as e:
+        raise click.ClickException(f"cannot keep the secret from notebooks: {e.strerror}") from None
     run(settings)
+
+
+def _secret(secret_file: Path | None) -> str | None:
+    try:
+        return read_secret(os.environ, secret_file)
+    except SecretError as e:
+        raise click.UsageError(str(e)) from None
 
 
 @main.command()
@@ -80,9 +96,10 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(FORMATS)),
+    type=click.Choice(list(FORMATS), case_sensitive=False),
     default=None,
-    help="Image format when writing to stdout. [default: png]",
+    help="Image format, for stdout or a file whose name does not say; with a .png, .svg or"
+    " .pdf file it must agree. [default: png]",
 )
 @click.option(
     "--notebooks",
@@ -102,9 +119,7 @@ def render(
 ) -> None:
     """Render one chart of NOTEBOOK_ID, as the server would, to a file or stdout."""
     settings = Settings.from_env(notebook_dir=notebook_dir, kernels=1)
-    if fmt is None:
-        suffix = output.suffix.lstrip(".").lower() if output else ""
-        fmt = suffix if suffix in FORMATS else "png"
+    fmt = _format_of(output, fmt)
     started = time.perf_counter()
     try:
         body, how = asyncio.run(_render(settings, notebook_id, chart, list(params), fmt))
@@ -117,6 +132,23 @@ def render(
         click.echo(
             f"{output}: {len(body)} bytes ({how}, {time.perf_counter() - started:.2f}s)", err=True
         )
+
+
+def _format_of(output: Path | None, fmt: str | None) -> str:
+    """The format to render; a file named for another format would lie about its bytes."""
+    if output is None:
+        return fmt or "png"
+    suffix = output.suffix.lstrip(".").lower()
+    if suffix in FORMATS:
+        if fmt is not None and fmt != suffix:
+            raise click.UsageError(f"--format {fmt} disagrees with the file name {output.name!r}")
+        return suffix
+    if fmt is None:
+        known = ", ".join(f".{f}" for f in FORMATS)
+        raise click.UsageError(
+            f"cannot tell the format from {output.name!r}: name the file {known}, or give --format"
+        )
+    return fmt
 
 
 async def _render(
@@ -154,19 +186,34 @@ def list_(notebook_dir: Path | None, as_json: bool) -> None:
             click.echo(f"  {p['name']}: {p['type']} = {p['default']!r}{help_}")
 
 
+def _seconds_ahead(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    if value is not None and not 0 < value <= MAX_EXPIRES:  # nan fails every comparison
+        raise click.BadParameter(
+            f"must be seconds from now, above 0 and at most {MAX_EXPIRES} (a century)"
+        )
+    return value
+
+
 @main.command()
 @click.argument("url")
 @click.option(
-    "--secret",
-    envvar="PUBLISHER_SECRET",
-    required=True,
+    "--secret-file",
+    type=Path,
+    envvar="PUBLISHER_SECRET_FILE",
     show_envvar=True,
-    help="The key the server was started with.",
+    help="File holding the key the server was started with (or set PUBLISHER_SECRET).",
 )
 @click.option(
-    "--expires", type=float, default=None, help="Seconds from now after which the URL is refused."
+    "--expires",
+    type=float,
+    default=None,
+    callback=_seconds_ahead,
+    help="Seconds from now after which the URL is refused.",
 )
-def sign(url: str, secret: str, expires: float | None) -> None:
-    """Print URL with a signature the server started with --secret accepts."""
+def sign(url: str, secret_file: Path | None, expires: float | None) -> None:
+    """Print URL with a signature the server started with the same key accepts."""
+    secret = _secret(secret_file)
+    if secret is None:
+        raise click.UsageError("no key to sign with: set PUBLISHER_SECRET or give --secret-file")
     until = int(time.time() + expires) if expires is not None else None
     click.echo(sign_url(url, secret, until))

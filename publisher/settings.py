@@ -18,6 +18,9 @@ from typing import Any
 
 import click
 
+ENVIRONMENT_ONLY = frozenset({"secret"})
+"""Settings that are never command-line options: every local user can read a process's argv."""
+
 
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -35,11 +38,15 @@ class Settings:
     redis_url: str | None = _setting(None, "Redis URL of a cache shared by several servers.")
     kernels: int = _setting(2, "Warm kernels; also how many renders run at once.")
     timeout: float = _setting(30.0, "Seconds a render may take before it answers 504.")
-    secret: str | None = _setting(None, "Key for signed URLs; when set, chart URLs must be signed.")
+    secret: str | None = _setting(
+        None,
+        "Key for signed URLs, from the environment only (never argv, which every local user"
+        " can read); with a key, chart URLs must be signed.",
+    )
     secret_file: Path | None = _setting(
         None,
-        "File holding the key for signed URLs (or set PUBLISHER_SECRET; never on the command"
-        " line); with a key, chart URLs must be signed.",
+        "File holding the key for signed URLs, read once at start (or set PUBLISHER_SECRET);"
+        " with a key, chart URLs must be signed.",
     )
     queue_size: int = _setting(32, "Renders that may wait for a kernel before the answer is 503.")
     memory_cache_mb: float = _setting(64.0, "Size of the in-memory cache tier, in MiB.")

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 from click.testing import CliRunner
 
+import publisher.app
+import publisher.cli
 from publisher.cli import main
+from publisher.settings import Settings
 from publisher.signing import signature
 
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PUBLISHER_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("PUBLISHER_SECRET", "PUBLISHER_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
 
     def invoke(*args: str):
         return CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -42,6 +48,37 @@ def test_render_takes_list_values_like_a_query_string(
     result = run(*args, "--notebooks", str(reference_dir))
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "magic"),
+    [("CHART.SVG", None, b"<?xml"), ("chart.gif", "svg", b"<?xml"), ("chart", "PNG", b"\x89PNG")],
+)
+def test_render_takes_the_format_from_the_name_or_from_format(
+    run, reference_dir: Path, tmp_path: Path, name: str, fmt: str | None, magic: bytes
+) -> None:
+    out = tmp_path / name
+    args = ["render", "echo", "-o", str(out), "--notebooks", str(reference_dir)]
+    result = run(*args, *(["--format", fmt] if fmt else []))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().lstrip().startswith(magic)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "message"),
+    [
+        ("chart.gif", None, "cannot tell the format from 'chart.gif'"),
+        ("chart", None, "cannot tell the format from 'chart'"),
+        ("chart.svg", "png", "--format png disagrees with the file name 'chart.svg'"),
+    ],
+)
+def test_render_refuses_a_file_name_that_would_lie_about_its_format(
+    run, reference_dir: Path, tmp_path: Path, name: str, fmt: str | None, message: str
+) -> None:
+    args = ["render", "echo", "-o", str(tmp_path / name), "--notebooks", str(reference_dir)]
+    result = run(*args, *(["--format", fmt] if fmt else []))
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / name).exists()
 
 
 @pytest.mark.parametrize(
@@ -76,16 +113,151 @@ def test_list_json_is_the_api_listing(run, reference_dir: Path) -> None:
     assert echo["charts"][0]["url"] == "/charts/echo/chart.png"
 
 
-def test_sign_adds_a_signature_the_server_accepts(run) -> None:
-    result = run("sign", "/charts/echo.png?count=2", "--secret", "k")
-    url = urlsplit(result.output.strip())
-    pairs = [(k, v) for k, vs in parse_qs(url.query).items() for v in vs]
-    assert dict(pairs)["_sig"] == signature("k", url.path, pairs)
+def signed_with(output: str, secret: str) -> bool:
+    url = urlsplit(output.strip())
+    pairs = parse_qsl(url.query, keep_blank_values=True)
+    path = unquote(url.path)  # as aiohttp decodes it
+    return dict(pairs)["_sig"] == signature(secret, path, pairs)
 
 
 def test_sign_reads_the_secret_from_the_environment(run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUBLISHER_SECRET", "k")
-    assert "_sig=" in run("sign", "/charts/echo.png").output
+    assert signed_with(run("sign", "/charts/echo.png?count=2").output, "k")
+
+
+def test_sign_reads_the_secret_from_a_file_without_its_newline(run, tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("k\n")
+    assert signed_with(
+        run("sign", "/charts/echo.png", "--secret-file", str(tmp_path / "key")).output, "k"
+    )
+
+
+def test_sign_keeps_the_order_of_repeated_keys(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", "k")
+    output = run("sign", "/charts/echo.png?names=North&names=West").output
+    assert "?names=North&names=West&_sig=" in output and signed_with(output, "k")
+
+
+def test_sign_prints_a_url_that_can_be_pasted(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", "k")
+    output = run("sign", "/charts/Q1 (draft)/café.png?text=a b").output.strip()
+    assert output.startswith("/charts/Q1%20(draft)/caf%C3%A9.png?text=a+b&_sig=")
+    assert signed_with(output, "k")
+
+
+def test_sign_signs_the_expiry_it_adds(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", "k")
+    before = time.time()
+    output = run("sign", "/charts/echo.png", "--expires", "60").output
+    expires = int(dict(parse_qsl(urlsplit(output.strip()).query))["_expires"])
+    assert before + 59 <= expires <= time.time() + 60 and signed_with(output, "k")
+
+
+@pytest.mark.parametrize("expires", ["inf", "-inf", "nan", "-5", "0", "1e300", "soon"])
+def test_sign_refuses_an_expiry_that_is_not_seconds_ahead(
+    run, monkeypatch: pytest.MonkeyPatch, expires: str
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", "k")
+    result = run("sign", "/charts/echo.png", "--expires", expires)
+    assert result.exit_code == 2 and "--expires" in result.output
+
+
+def test_sign_needs_a_key(run) -> None:
+    result = run("sign", "/charts/echo.png")
+    assert result.exit_code == 2 and "no key to sign with" in result.output
+
+
+@pytest.mark.parametrize("command", ["sign", "serve"])
+def test_no_command_takes_the_secret_in_argv(run, tmp_path: Path, command: str) -> None:
+    result = run(
+        command, "/charts/echo.png" if command == "sign" else str(tmp_path), "--secret", "k"
+    )
+    assert result.exit_code == 2 and "No such option '--secret'" in result.output
+
+
+MISSING = object()
+UNUSABLE_SECRETS = {
+    "empty variable": ({"PUBLISHER_SECRET": ""}, None, "PUBLISHER_SECRET is empty"),
+    "blank variable": ({"PUBLISHER_SECRET": " \t\n"}, None, "PUBLISHER_SECRET is empty"),
+    "empty file": ({}, "", "is empty: an empty key would turn signing off"),
+    "blank file": ({}, " \n", "is empty: an empty key would turn signing off"),
+    "missing file": ({}, MISSING, "cannot read the secret file"),
+    "both": ({"PUBLISHER_SECRET": "k"}, "k", "not both"),
+    "empty file variable": (
+        {"PUBLISHER_SECRET_FILE": ""},
+        None,
+        "PUBLISHER_SECRET_FILE is set but empty",
+    ),
+}
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What ``serve`` did past its checks, in order: made itself undumpable, then served."""
+    calls: list[object] = []
+    monkeypatch.setattr(publisher.cli, "forbid_dumping", lambda: calls.append("forbid_dumping"))
+    monkeypatch.setattr(publisher.app, "run", calls.append)
+    return calls
+
+
+@pytest.mark.parametrize("command", ["sign", "serve"])
+@pytest.mark.parametrize("case", list(UNUSABLE_SECRETS))
+def test_an_unusable_secret_is_a_usage_error(
+    run,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: list[object],
+    command: str,
+    case: str,
+) -> None:
+    environ, content, message = UNUSABLE_SECRETS[case]
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    args = ["/charts/echo.png"] if command == "sign" else [str(tmp_path)]
+    if content is not None:
+        key = tmp_path / "key"
+        if content is not MISSING:
+            key.write_text(str(content))
+        args += ["--secret-file", str(key)]
+    result = run(command, *args)
+    assert result.exit_code == 2 and message in result.output
+    assert served == []
+
+
+def test_serve_reads_the_secret_file_and_stops_dumping_before_it_serves(
+    run, tmp_path: Path, served: list[object]
+) -> None:
+    (tmp_path / "key").write_text("k\n")
+    assert run("serve", str(tmp_path), "--secret-file", str(tmp_path / "key")).exit_code == 0
+    assert served[0] == "forbid_dumping"
+    assert isinstance(served[1], Settings) and served[1].secret == "k"
+
+
+def test_serve_takes_the_secret_from_the_environment(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[object]
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", " k ")
+    assert run("serve", str(tmp_path)).exit_code == 0
+    assert isinstance(served[1], Settings) and served[1].secret == " k "
+
+
+def test_serve_without_a_secret_serves_unsigned(run, tmp_path: Path, served: list[object]) -> None:
+    assert run("serve", str(tmp_path)).exit_code == 0
+    assert served[0] == "forbid_dumping"
+    assert isinstance(served[1], Settings) and served[1].secret is None
+
+
+def test_serve_stops_when_it_cannot_hide_its_environment(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[object]
+) -> None:
+    def fails() -> bool:
+        raise OSError(1, "prctl(PR_SET_DUMPABLE, 0) failed: Operation not permitted")
+
+    monkeypatch.setattr(publisher.cli, "forbid_dumping", fails)
+    result = run("serve", str(tmp_path))
+    assert result.exit_code == 1
+    assert "cannot keep the secret from notebooks: prctl" in result.output
+    assert served == []
 
 
 def test_serve_refuses_a_missing_folder(tmp_path: Path) -> None:

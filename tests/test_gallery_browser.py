@@ -91,7 +91,9 @@ def server(
 def signed_server(
     chromium: Path, notebook_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    yield from _serve(notebook_dir, tmp_path_factory.mktemp("signed"), "--secret", SECRET)
+    tmp = tmp_path_factory.mktemp("signed")
+    (tmp / "secret").write_text(SECRET + "\n")  # the key never goes on a command line
+    yield from _serve(notebook_dir, tmp, "--secret-file", str(tmp / "secret"))
 
 
 @pytest.fixture

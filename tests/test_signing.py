@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from click.testing import CliRunner
 
+from publisher.cli import main
 from publisher.signing import sign_url
 
 from .conftest import error_of, serve, test_settings
+from .notebooks import IMPORTS, chart, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "correct horse battery staple"
@@ -22,6 +28,7 @@ SECRET = "correct horse battery staple"
 async def client(
     reference_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[TestClient]:
+    write_notebook(reference_dir / "Q1 (draft).ipynb", [IMPORTS, chart()])
     settings = test_settings(reference_dir, tmp_path_factory.mktemp("cache"), secret=SECRET)
     async with serve(settings) as client:
         yield client
@@ -75,3 +82,51 @@ async def test_the_api_shows_only_signed_default_urls(client: TestClient) -> Non
     assert (await client.get(url)).status == 200
     for fmt_url in echo["charts"][0]["urls"].values():
         assert (await client.get(fmt_url)).status == 200
+
+
+async def test_reordered_repeated_values_are_refused(client: TestClient) -> None:
+    """A list's order is data the notebook sees: North then West is not West then North."""
+    signed = sign_url("/charts/echo.png?names=North&names=West", SECRET)
+    assert (await client.get(signed)).status == 200
+    swapped = signed.replace("names=North&names=West", "names=West&names=North")
+    assert "does not match" in await forbidden(client, swapped)
+
+
+async def test_reordered_keys_are_refused_too(client: TestClient) -> None:
+    """A signature covers the URL as printed; the SPEC signs every key and value in order."""
+    signed = sign_url("/charts/echo.png?count=5&text=a", SECRET)
+    assert "does not match" in await forbidden(
+        client, signed.replace("count=5&text=a", "text=a&count=5")
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/charts/Q1%20(draft).png",
+        "/charts/Q1 (draft).png",
+        "/charts/Q1%20%28draft%29/chart.svg",
+        "/charts/echo.png?text=h%C3%A9llo%20w%C3%B6rld&names=%E6%9D%B1&names=West",
+        "/charts/echo.png?text=héllo wörld+&names=東&names=a%26b%3Dc",
+        "/charts/echo/chart.png?names=b&count=2&names=a&_dpi=50",
+        "/charts/echo.png?text=&names=x",
+    ],
+)
+async def test_the_urls_publisher_sign_prints_are_accepted(
+    client: TestClient, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", SECRET)
+    result = CliRunner().invoke(main, ["sign", url, "--expires", "600"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (await client.get(result.output.strip())).status == 200
+
+
+async def test_the_gallery_images_are_signed_urls_that_render(client: TestClient) -> None:
+    page = await (await client.get("/")).text()
+    urls = {html.unescape(u) for u in re.findall(r'data-url(?:2x)?="([^"]+)"', page)}
+    assert urls and all("_sig=" in u for u in urls)
+    echo = {u for u in urls if "/charts/echo/" in u}
+    assert len(echo) == 2 and any("_dpi=" in u for u in echo)  # the chart, and its 2x variant
+    for url in echo:
+        parts = urlsplit(url)
+        assert (await client.get(f"{parts.path}?{parts.query}")).status == 200, url
