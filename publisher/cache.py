@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -147,13 +148,23 @@ class DiskCache:
 
     Writes go to a temporary file renamed into place, so a reader sees a whole
     entry or none; an entry whose body does not match its header is a miss.
+
+    The cache keeps a byte count and a least-recently-used order of its files,
+    read from the folder once at start, so a write that passes ``max_bytes``
+    evicts at once, in the same thread, rather than at the next sweep. The
+    periodic ``sweep`` reads the folder again: other servers may share it.
     """
 
     name = "disk"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
+        self.max_bytes = max_bytes
         root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # reads and writes run in worker threads
+        self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
+        self.size = 0
+        self._index(self._files())
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -167,26 +178,57 @@ class DiskCache:
         except OSError as e:
             log.warning("disk cache: cannot write %s: %s", key, e)
 
-    def sweep(self, max_bytes: int) -> int:
-        """Remove the least recently used entries until the folder holds at most ``max_bytes``
-        (then down to 90% of it, so a sweep is not due again at once); returns how many."""
+    def sweep(self, max_bytes: int | None = None) -> int:
+        """Read the folder again and remove the least recently used entries past
+        ``max_bytes`` (down to 90% of it, so a sweep is not due again at once);
+        returns how many were removed."""
+        if max_bytes is not None:
+            self.max_bytes = max_bytes
+        self._index(self._files())
+        return self._evict()
+
+    def _files(self) -> list[tuple[float, int, str]]:
         files = []
         for path in self.root.glob("??/*"):
             if not _ENTRY_NAME.fullmatch(path.parent.name + "/" + path.name):
                 continue  # not ours: a write in progress, or a file someone else put here
             with contextlib.suppress(OSError):
                 stat = path.stat()
-                files.append((stat.st_mtime, stat.st_size, path))
-        total = sum(size for _, size, _ in files)
-        if total <= max_bytes:
+                files.append((stat.st_mtime, stat.st_size, path.name))
+        return files
+
+    def _index(self, files: list[tuple[float, int, str]]) -> None:
+        with self._lock:
+            self._sizes = OrderedDict((key, size) for _, size, key in sorted(files))
+            self.size = sum(self._sizes.values())
+
+    def _account(self, key: str, size: int | None) -> None:
+        """Record a write (its size), a use (None) or a removal (0) of ``key``."""
+        with self._lock:
+            if size is None:
+                if key in self._sizes:
+                    self._sizes.move_to_end(key)
+                return
+            self.size -= self._sizes.pop(key, 0)
+            if size:
+                self._sizes[key] = size
+                self.size += size
+
+    def _evict(self) -> int:
+        if self.max_bytes is None:
             return 0
+        victims = []
+        with self._lock:
+            if self.size <= self.max_bytes:
+                return 0
+            while self._sizes and self.size > self.max_bytes * 0.9:
+                key, size = self._sizes.popitem(last=False)
+                self.size -= size
+                victims.append(key)
         removed = 0
-        for _, size, path in sorted(files, key=lambda f: f[0]):
-            if total <= max_bytes * 0.9:
-                break
+        for key in victims:
             with contextlib.suppress(OSError):
-                path.unlink()
-                total -= size
+                self.path(key).unlink()
                 removed += 1
         return removed
 
@@ -202,14 +244,17 @@ class DiskCache:
         try:
             entry = Entry.from_bytes(path.read_bytes())
         except FileNotFoundError:
+            self._account(key, 0)
             return None
         except OSError:
             entry = None
         if entry is not None:
+            self._account(key, None)
             with contextlib.suppress(OSError):
-                os.utime(path)  # its mtime is its last use, for sweep()
+                os.utime(path)  # its mtime is its last use, for the next server's index
         if entry is None:
             log.warning("disk cache: damaged entry %s, dropped", key)
+            self._account(key, 0)
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         return entry
@@ -217,14 +262,17 @@ class DiskCache:
     def _write(self, key: str, entry: Entry) -> None:
         path = self.path(key)
         path.parent.mkdir(exist_ok=True)
+        data = entry.to_bytes()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(entry.to_bytes())
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._account(key, len(data))
+        self._evict()
 
 
 class TieredCache:

@@ -86,6 +86,12 @@ class NoImage(PublisherError):
     code = "no_image"
 
 
+class ImageTooLarge(PublisherError):
+    """The figure itself, at its own size and dpi, is past the server's pixel limit."""
+
+    code = "image_too_large"
+
+
 class KernelDied(PublisherError):
     code = "kernel_died"
 

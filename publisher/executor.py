@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from time import monotonic
@@ -23,6 +26,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 from .errors import KernelDied, NotebookFailed, RenderTimeout
 from .inject import cell_magic
+from .kernel_side import RESET_MIME
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class Job:
     cells: tuple[str, ...]
     options: RenderOptions
     root: str = ""  # the notebooks' folder: modules imported from it are forgotten after
+    max_pixels: int | None = None  # largest side of the final image
 
 
 Outputs = list[list[dict[str, Any]]]
@@ -67,7 +72,14 @@ class Kernel:
     def __init__(self, preload: list[str]) -> None:
         self.preload = preload
         self.renders = 0
-        self.km = AsyncKernelManager(kernel_name="python3")
+        # Local kernels talk over Unix sockets in a folder only this user can enter: no
+        # TCP port for another local user to reach, and no socket names to collide on.
+        self.folder = tempfile.mkdtemp(prefix="publisher-kernel-")
+        self.km = AsyncKernelManager(
+            kernel_name="python3",
+            transport="ipc",
+            connection_file=os.path.join(self.folder, "kernel.json"),
+        )
         self.client = NotebookClient(nbformat.v4.new_notebook(), km=self.km, allow_errors=False)
 
     @property
@@ -84,7 +96,11 @@ class Kernel:
         env.update(PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1")
         env.pop("PYTHONSTARTUP", None)
         try:  # a start cancelled part-way must still stop the process it launched
-            await self.km.start_kernel(env=env)
+            # A notebook's own output reaches the server over the protocol; what a
+            # kernel writes to its file descriptors directly must not forge log lines.
+            await self.km.start_kernel(
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             await self.client.async_start_new_kernel_client()
             install = _INSTALL.format(source=_KERNEL_SIDE, modules=self.preload)
             await self._run_cells((install, _PUBLISHER + "snapshot()"), monotonic() + 120)
@@ -103,7 +119,7 @@ class Kernel:
         o = job.options
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
-            f" {o.dpi!r}, {o.width!r}, {o.height!r})"
+            f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r})"
         )
         first, *rest = job.cells or ("",)
         if cell_magic(first):  # the magic must stay the first line of its cell
@@ -111,9 +127,18 @@ class Kernel:
             return outputs[1:]
         return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)
 
-    async def reset(self, timeout: float = 30) -> None:
-        """Back to the state of a fresh kernel; done between renders, not during one."""
-        await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout)
+    async def reset(self, timeout: float = 30) -> list[str]:
+        """Back to the state of a fresh kernel; done between renders, not during one.
+
+        Returns what the render changed that no reset can put back (library
+        classes or globals, by name): a kernel with any is not to be reused.
+        """
+        (outputs,) = await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout)
+        for output in outputs:
+            report = output.get("data", {}).get(RESET_MIME)
+            if report is not None:
+                return list(report["changed"])
+        raise KernelDied("the kernel did not report on its reset")
 
     async def _run_cells(self, sources: tuple[str, ...], deadline: float) -> Outputs:
         client = self.client
@@ -150,4 +175,5 @@ class Kernel:
         except Exception:  # a kernel that is already gone is what we wanted
             log.debug("kernel shutdown", exc_info=True)
         finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
             await asyncio.sleep(0)

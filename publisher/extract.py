@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .errors import NoImage
+from .errors import ImageTooLarge, InvalidOption, NoImage
+from .kernel_side import ERROR_MIME
 
 FORMATS: dict[str, str] = {
     "png": "image/png",
@@ -15,7 +16,11 @@ FORMATS: dict[str, str] = {
 
 
 def chart_image(outputs: list[list[dict[str, Any]]], fmt: str, whole_notebook: bool) -> bytes:
-    """The last image the chart displayed: in its own cell (the last one run), or anywhere."""
+    """The last image the chart displayed: in its own cell (the last one run), or anywhere.
+
+    An image the kernel refused to draw, for its size, counts as displayed: the
+    chart is then that refusal, a 400 when the URL asked for the size.
+    """
     mime = FORMATS[fmt]
     cells = outputs if whole_notebook else outputs[-1:]
     for cell in reversed(cells):
@@ -23,6 +28,11 @@ def chart_image(outputs: list[list[dict[str, Any]]], fmt: str, whole_notebook: b
             data = output.get("data", {})
             if mime in data:
                 return _decode(data[mime], mime)
+            refused = data.get(ERROR_MIME)
+            if refused is not None:
+                if refused["asked"]:
+                    raise InvalidOption(refused["message"], option="_width/_height/_dpi")
+                raise ImageTooLarge(refused["message"])
     where = "the notebook" if whole_notebook else "the chart cell"
     other = sorted(
         {m for cell in cells for o in cell for m in o.get("data", {}) if m.startswith("image/")}

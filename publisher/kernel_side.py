@@ -6,68 +6,95 @@ things the server cannot do from outside: put a reused kernel back into the
 state of a fresh one after each render, and make matplotlib print figures in
 the format, dpi and pixel size the URL asked for, whatever the notebook does
 with ``%matplotlib inline``.
+
+"Fresh" means what a new kernel looks like when a notebook's first figure
+appears: the inline backend loaded, its hooks registered, matplotlib's
+defaults in force. ``warm`` brings a kernel to that point once; ``snapshot``
+records it; ``reset`` puts back every kind of state listed in ``RESTORED``
+and reports whether anything it cannot restore (a
+monkeypatched library class, a rebound library global) was changed, so the
+server retires that kernel instead of lending it again.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import importlib
 import os
 import sys
+import types
+import warnings
+from collections.abc import Callable
 from typing import Any
 
-_options: dict[str, Any] = {"dpi": None, "width": None, "height": None}
-_rc_defaults: dict[str, Any] = {}
+# How the kernel tells the server things: display outputs of these types.
+ERROR_MIME = "application/vnd.publisher.error+json"  # the image would be too big
+RESET_MIME = "application/vnd.publisher.reset+json"  # what a reset could not restore
+
+_options: dict[str, Any] = {"dpi": None, "width": None, "height": None, "max_pixels": None}
 _original_print_figure: Any = None
 _home = os.getcwd()
-_kernel: dict[str, Any] = {}  # what a render may change and reset() puts back
+_saved: dict[str, Any] = {}  # what a render may change and reset() puts back
+_watched: list[
+    tuple[str, Any, int, tuple[int, ...], dict[str, int]]
+] = []  # library namespaces reset cannot restore
+_LIBRARIES = ("numpy", "pandas", "matplotlib", "PIL", "cycler", "dateutil")
+# Namespaces a render legitimately changes (the backend's globals, figure bookkeeping);
+# reset() restores them whole, so they are not watched.
+_NAMESPACES = (
+    "matplotlib",
+    "matplotlib.pyplot",
+    "matplotlib._pylab_helpers",
+    "matplotlib.backends",
+    "matplotlib.units",
+    "matplotlib_inline.backend_inline",
+    "IPython.core.pylabtools",
+)
 
 
 def warm(modules: list[str]) -> None:
-    """Import what renders will need, once per kernel, and remember a clean matplotlib."""
+    """Import what renders will need, and bring matplotlib to the state of a first figure."""
     global _original_print_figure
     for name in modules:
         importlib.import_module(name)
-    import matplotlib
-
-    # The inline backend applies its rc on first use; take the snapshot after it.
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot as plt
     from IPython.core import pylabtools
 
-    # The backend and interactive mode belong to the kernel, not to a render.
-    _rc_defaults.update(
-        (k, v) for k, v in matplotlib.rcParams.items() if k not in ("backend", "interactive")
-    )
     if _original_print_figure is None:
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
         pylabtools.print_figure = _print_figure  # type: ignore[assignment]
+    # A new kernel loads the inline backend at its first figure, and only then registers
+    # the hooks that show a figure when a cell ends: do it now, so the snapshot has them.
+    plt._get_backend_mod()
+    # Print one figure in every format: libraries fill their lazy caches and plugin
+    # tables now, once, rather than in the first render (and in the snapshot's diff).
+    figure = plt.figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1])
+    for fmt in ("png", "svg", "pdf"):
+        _original_print_figure(figure, fmt=fmt)
+    plt.close(figure)
+
+
+def snapshot() -> None:
+    """Remember the kernel as a fresh notebook finds it; in its own cell, after ``warm``."""
+    for name, (save, _) in RESTORED.items():
+        _saved[name] = save()
+    _saved["roots"] = set()  # notebook folders seen: modules from there belong to one notebook
+    _watch_libraries()
     # What is loaded now lives as long as the kernel: keep the collector off it.
     gc.collect()
     gc.freeze()
 
 
-def snapshot() -> None:
-    """Remember the kernel as a fresh notebook finds it; in its own cell, after ``warm``."""
-    import matplotlib
-    from IPython import get_ipython
-
-    _kernel.update(
-        backend=matplotlib.get_backend(),
-        path=list(sys.path),
-        environ=dict(os.environ),
-        modules=set(sys.modules),
-        # %matplotlib agg drops the inline backend's hook; %load_ext adds hooks of its own
-        events={event: list(hooks) for event, hooks in get_ipython().events.callbacks.items()},
-        roots=set(),  # notebook folders seen: modules from there belong to one notebook
-    )
-
-
 def reset() -> None:
-    """Make this kernel look fresh again; runs after a render, off the request's path."""
-    import matplotlib
-    import matplotlib.pyplot as plt
+    """Make this kernel look fresh again, and tell the server whether it could.
+
+    Runs after a render, off the request's path. The answer is a display output
+    rather than a value, so nothing lands in the notebook's ``_`` or ``Out``.
+    """
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -78,34 +105,279 @@ def reset() -> None:
         shell.reset(new_session=False, aggressive=False)
     finally:
         shell.displayhook.do_full_cache = full_cache
+    import matplotlib.pyplot as plt
+
     plt.close("all")
-    if matplotlib.get_backend() != _kernel["backend"]:
-        plt.switch_backend(_kernel["backend"])
-    matplotlib.interactive(True)  # as IPython's activate_matplotlib leaves every notebook
-    matplotlib.rcParams.update(_rc_defaults)  # type: ignore[arg-type]
-    for event, hooks in _kernel["events"].items():
-        shell.events.callbacks[event][:] = hooks
-    sys.path[:] = _kernel["path"]
-    _restore_environ(_kernel["environ"])
+    for name, (_, restore) in RESTORED.items():
+        restore(_saved[name])
     _forget_local_modules()
+    from IPython.display import publish_display_data
+
+    publish_display_data({RESET_MIME: {"changed": changed_libraries()}})
+
+
+def changed_libraries() -> list[str]:
+    """The library namespaces reset() does not restore that a render changed.
+
+    A name starting with ``_`` is a library's own cache, and a submodule appears
+    when it is first imported: neither is a change. When only such things
+    changed, they become the new normal, so the next check is quick again.
+    """
+    changed = []
+    for i, (name, namespace, size, ids, public) in enumerate(_watched):
+        if len(namespace) == size and tuple(map(id, namespace.values())) == ids:
+            continue
+        if _public(namespace) != public:
+            changed.append(name)
+        else:
+            _watched[i] = (name, namespace, len(namespace), _ids(namespace), public)
+    return changed
+
+
+def _public(namespace: Any) -> dict[str, int]:
+    return {
+        key: id(value)
+        for key, value in namespace.items()
+        if not key.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+
+
+def _ids(namespace: Any) -> tuple[int, ...]:
+    return tuple(map(id, namespace.values()))
+
+
+def _watch_libraries() -> None:
+    """Record the public modules of the data libraries, and the public classes they expose.
+
+    A notebook that rebinds ``pandas.DataFrame.plot`` or ``matplotlib.axes.Axes.bar``
+    leaves a kernel no reset can clean: such a kernel is retired. Comparing ids
+    of a few thousand values costs about 2 ms, so it is done after every render.
+    """
+    _watched.clear()
+    seen: set[int] = set()
+    for name, module in list(sys.modules.items()):
+        parts = name.split(".")
+        if (
+            parts[0] not in _LIBRARIES
+            or name in _NAMESPACES
+            or any(p.startswith("_") for p in parts)
+            or not isinstance(module, types.ModuleType)
+        ):
+            continue
+        namespaces: list[tuple[str, Any]] = [(name, vars(module))]
+        for attribute, value in list(vars(module).items()):
+            if (
+                isinstance(value, type)
+                and not attribute.startswith("_")
+                and value.__module__.split(".")[0] in _LIBRARIES
+                and id(value) not in seen
+            ):
+                seen.add(id(value))
+                namespaces.append((f"{name}.{attribute}", value.__dict__))
+        _watched.extend((n, ns, len(ns), _ids(ns), _public(ns)) for n, ns in namespaces)
+
+
+# -- what reset() restores: a name, how to save it, how to put it back ------------------
+
+
+def _save_rc() -> dict[str, Any]:
+    import matplotlib
+
+    rc: Any = matplotlib.rcParams
+    return {key: copy.deepcopy(rc._get(key)) for key in rc}
+
+
+def _restore_rc(saved: dict[str, Any]) -> None:
+    """Only the keys a render changed: validating all three hundred costs milliseconds."""
+    import matplotlib
+
+    rc: Any = matplotlib.rcParams
+    changed = {k: v for k, v in saved.items() if not _same(rc._get(k), v)}
+    for key, value in changed.items():
+        rc._set(key, copy.deepcopy(value))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays compare elementwise
+        return a is b
+
+
+def _save_namespaces() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Module and function attributes the backend machinery keeps its state in."""
+    import matplotlib.pyplot as plt
+    from matplotlib_inline import backend_inline
+
+    objects: list[Any] = [sys.modules[name] for name in _NAMESPACES if name in sys.modules]
+    objects += [backend_inline.show, backend_inline.configure_inline_support, plt.show]
+    objects += [getattr(plt, "draw_if_interactive", None)]
+    return [(vars(o), copy.copy(vars(o))) for o in objects if hasattr(o, "__dict__")]
+
+
+def _restore_namespaces(saved: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    for namespace, values in saved:
+        for key in [k for k in namespace if k not in values]:
+            if not isinstance(namespace[key], types.ModuleType):  # a submodule stays imported
+                del namespace[key]
+        for key, value in values.items():
+            if namespace.get(key, _MISSING) is not value:
+                namespace[key] = copy.copy(value) if type(value) in (list, dict) else value
+
+
+_MISSING = object()
+
+
+def _save_shell() -> dict[str, Any]:
+    from IPython import get_ipython
+
+    # configure_inline_support keeps the rc it overrode here, for %matplotlib <other>
+    return dict(getattr(get_ipython(), "_saved_rcParams", {}))
+
+
+def _restore_shell(saved: dict[str, Any]) -> None:
+    from IPython import get_ipython
+
+    get_ipython()._saved_rcParams = dict(saved)
+
+
+def _save_inline_config() -> dict[str, Any]:
+    from matplotlib_inline.config import InlineBackend
+
+    config = InlineBackend.instance()
+    return {name: copy.deepcopy(getattr(config, name)) for name in _INLINE_TRAITS}
+
+
+def _restore_inline_config(saved: dict[str, Any]) -> None:
+    from matplotlib_inline.config import InlineBackend
+
+    config = InlineBackend.instance()
+    for name, value in saved.items():
+        if getattr(config, name) != value:
+            setattr(config, name, copy.deepcopy(value))
+
+
+_INLINE_TRAITS = ("figure_formats", "print_figure_kwargs", "close_figures", "rc", "figure_format")
+
+
+def _save_events() -> dict[str, list[Any]]:
+    from IPython import get_ipython
+
+    # %matplotlib agg drops the inline backend's hook; %load_ext adds hooks of its own
+    return {event: list(hooks) for event, hooks in get_ipython().events.callbacks.items()}
+
+
+def _restore_events(saved: dict[str, list[Any]]) -> None:
+    from IPython import get_ipython
+
+    callbacks = get_ipython().events.callbacks
+    for event, hooks in saved.items():
+        if callbacks[event] != hooks:
+            callbacks[event][:] = hooks
+
+
+def _save_warnings() -> tuple[list[Any], Any]:
+    return list(warnings.filters), warnings.showwarning
+
+
+def _restore_warnings(saved: tuple[list[Any], Any]) -> None:
+    filters, show = saved
+    current: Any = warnings.filters
+    current[:] = filters
+    warnings.showwarning = show
+    warnings._filters_mutated()  # type: ignore[attr-defined]  # each warning shows again, as new
+
+
+def _save_numpy() -> tuple[Any, Any]:
+    import numpy
+
+    return numpy.geterr(), numpy.get_printoptions()
+
+
+def _restore_numpy(saved: tuple[Any, Any]) -> None:
+    import numpy
+
+    errors, printing = saved
+    if numpy.geterr() != errors:
+        numpy.seterr(**errors)
+    if numpy.get_printoptions() != printing:
+        numpy.set_printoptions(**printing)
+
+
+def _save_pandas() -> tuple[dict[str, Any], dict[str, Any]] | None:
+    if "pandas" not in sys.modules:
+        return None
+    from pandas._config import config
+
+    keys = set(config._registered_options) - set(config._deprecated_options)
+    values = {key: copy.deepcopy(config.get_option(key)) for key in keys}
+    return copy.deepcopy(config._global_config), values
+
+
+def _restore_pandas(saved: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+    if saved is None:
+        return
+    from pandas._config import config
+
+    whole, values = saved
+    if config._global_config == whole:  # one comparison in C for the usual case
+        return
+    for key, value in values.items():
+        if not _same(config.get_option(key), value):
+            config.set_option(key, copy.deepcopy(value))
+
+
+def _save_units() -> dict[Any, Any]:
+    import matplotlib.units
+
+    return dict(matplotlib.units.registry)  # pandas' register_matplotlib_converters adds here
+
+
+def _restore_units(saved: dict[Any, Any]) -> None:
+    import matplotlib.units
+
+    registry = matplotlib.units.registry
+    if registry != saved:
+        registry.clear()
+        registry.update(saved)
+
+
+def _save_process() -> dict[str, Any]:
+    return {"path": list(sys.path), "environ": dict(os.environ), "modules": set(sys.modules)}
+
+
+def _restore_process(saved: dict[str, Any]) -> None:
+    sys.path[:] = saved["path"]
+    environ = saved["environ"]
+    for key in set(os.environ) - set(environ):  # key by key: never empty, even for a moment
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     os.chdir(_home)
 
 
-def _restore_environ(saved: dict[str, str]) -> None:
-    """Put the environment back key by key: never empty, even for a moment."""
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    for key, value in saved.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+RESTORED: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
+    "backend": (_save_namespaces, _restore_namespaces),  # first: rc and hooks depend on it
+    "rcParams": (_save_rc, _restore_rc),
+    "inline backend rc": (_save_shell, _restore_shell),
+    "inline backend config": (_save_inline_config, _restore_inline_config),
+    "IPython events": (_save_events, _restore_events),
+    "warnings": (_save_warnings, _restore_warnings),
+    "numpy": (_save_numpy, _restore_numpy),
+    "pandas options": (_save_pandas, _restore_pandas),
+    "matplotlib units": (_save_units, _restore_units),
+    "sys.path, environment, cwd": (_save_process, _restore_process),
+}
 
 
 def _forget_local_modules() -> None:
     """Drop modules a render imported from the notebooks' folder (a helper.py beside a
     notebook), so the next notebook imports its own; libraries stay loaded, wherever they
     were installed from."""
-    roots = [os.path.realpath(root) for root in _kernel["roots"]]
-    for name in set(sys.modules) - _kernel["modules"]:
+    roots = [os.path.realpath(root) for root in _saved["roots"]]
+    known = _saved["sys.path, environment, cwd"]["modules"]
+    for name in set(sys.modules) - known:
         module = sys.modules[name]
         places = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
         if any(place and _inside(os.path.realpath(place), roots) for place in places):
@@ -118,31 +390,69 @@ def _inside(path: str, roots: list[str]) -> bool:
 
 
 def prepare(
-    root: str, cwd: str, fmt: str, dpi: float | None, width: int | None, height: int | None
+    root: str,
+    cwd: str,
+    fmt: str,
+    dpi: float | None,
+    width: int | None,
+    height: int | None,
+    max_pixels: int | None = None,
 ) -> None:
     """Point a clean kernel at this render: its folder, and how to print its figures."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
-    _kernel["roots"].add(root)
+    _saved["roots"].add(root)
     os.chdir(cwd)
-    _options.update(dpi=dpi, width=width, height=height)
-    InlineBackend.instance().figure_formats = {fmt}
-    select_figure_formats(get_ipython(), {fmt})
+    _options.update(dpi=dpi, width=width, height=height, max_pixels=max_pixels)
+    config = InlineBackend.instance()
+    config.figure_formats = {fmt}
+    # Bound again even when the trait did not change: a notebook's %matplotlib may have
+    # rebound them, and this is how a new kernel binds them, kwargs included.
+    select_figure_formats(get_ipython(), {fmt}, **config.print_figure_kwargs)
 
 
 def _print_figure(fig: Any, fmt: str = "png", bbox_inches: Any = "tight", **kwargs: Any) -> Any:
-    """Print with the render's options: dpi, and an exact pixel size when one was asked for."""
-    dpi = _options["dpi"] or kwargs.pop("dpi", None) or fig.dpi
-    kwargs["dpi"] = dpi
-    width, height = _options["width"], _options["height"]
+    """Print with the render's options: dpi, and an exact pixel size when one was asked for.
+
+    With no options this is IPython's own print_figure, untouched, so the image
+    is the one a new kernel shows. Either way the final size is checked first.
+    """
+    dpi, width, height = _options["dpi"], _options["width"], _options["height"]
+    asked = bool(dpi or width or height)
+    if asked:
+        dpi = dpi or kwargs.pop("dpi", None) or fig.dpi
+        kwargs["dpi"] = dpi
     if width or height:
         w_in, h_in = fig.get_size_inches()
         if width and not height:
-            height = width * h_in / w_in
+            height = max(1, round(width * h_in / w_in))
         elif height and not width:
-            width = height * w_in / h_in
+            width = max(1, round(height * w_in / h_in))
+        if not _size_allowed(width, height, asked=True):
+            return None
         fig.set_size_inches(width / dpi, height / dpi)
         bbox_inches = None
+    else:
+        scale = (kwargs.get("dpi") or fig.dpi) * (2 if fmt == "retina" else 1)
+        w_in, h_in = fig.get_size_inches()
+        if not _size_allowed(round(w_in * scale), round(h_in * scale), asked=asked):
+            return None
     return _original_print_figure(fig, fmt=fmt, bbox_inches=bbox_inches, **kwargs)
+
+
+def _size_allowed(width: int, height: int, asked: bool) -> bool:
+    """False, after telling the server why, for an image past the limit; nothing is drawn."""
+    limit = _options["max_pixels"]
+    if limit is None or (width <= limit and height <= limit):
+        return True
+    from IPython.display import publish_display_data
+
+    cause = "the requested size" if asked else "the figure's own size and dpi"
+    message = (
+        f"the chart would be {width}x{height} pixels ({cause});"
+        f" the limit is {limit} pixels on a side"
+    )
+    publish_display_data({ERROR_MIME: {"asked": asked, "message": message}})
+    return False

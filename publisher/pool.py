@@ -2,8 +2,11 @@
 
 The pool is the server's only limit on work: at most ``size`` renders run at
 once, at most ``queue_size`` more wait for a kernel, and past that a render is
-refused (503) rather than queued without end. A kernel that failed in any way
-is never lent again: it is shut down and a new one is started in its place.
+refused (503) rather than queued without end. After each render a kernel is
+reset; one that crashed, timed out, failed its reset or was changed in ways a
+reset cannot undo is never lent again: it is shut down and a new one is
+started in its place. An exception in the notebook's own code is not such a
+failure: it costs a reset, not a kernel.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from .errors import Overloaded, ShuttingDown
+from .errors import NotebookFailed, Overloaded, ShuttingDown
 from .executor import Kernel
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class KernelPool:
         self.wait_timeout = wait_timeout
         self.kernel_factory = kernel_factory
         self.restarts = 0
+        self.tainted = 0  # kernels retired because a render left what reset cannot undo
         self.failed_starts = 0  # in a row: a preload that cannot import never gets better
         self.waiting = 0
         self.closed = False
@@ -73,30 +77,65 @@ class KernelPool:
             await asyncio.sleep(0.05)
 
     @contextlib.asynccontextmanager
-    async def kernel(self) -> AsyncIterator[Kernel]:
-        """Lend a warm kernel; it goes back to the pool only if the block did not raise."""
+    async def kernel(self, fresh: bool = False) -> AsyncIterator[Kernel]:
+        """Lend a warm kernel, and take it back for a reset once the block is done.
+
+        An exception the notebook raised is the notebook's fault: the kernel is
+        reset and reused like after any render. Any other failure (a crash, a
+        timeout, a cancelled render) retires it. ``fresh`` lends a kernel that
+        has never rendered, and retires it afterwards.
+        """
         kernel = await self._acquire()
         self._busy.add(kernel)
+        if fresh and kernel.renders:
+            kernel = await self._replace_now(kernel)
         try:
             yield kernel
+        except NotebookFailed:
+            self._give_back(kernel, retire=fresh)
+            raise
         except BaseException:
             self._retire(kernel)
             raise
         else:
-            if kernel.renders >= self.renders_per_kernel or self.closed:
-                self._retire(kernel)
-            else:
-                self._background(self._recycle(kernel))
+            self._give_back(kernel, retire=fresh or kernel.renders >= self.renders_per_kernel)
+
+    def _give_back(self, kernel: Kernel, retire: bool) -> None:
+        if retire or self.closed:
+            self._retire(kernel)
+        else:
+            self._background(self._recycle(kernel))
+
+    async def _replace_now(self, used: Kernel) -> Kernel:
+        """A new kernel in the place of ``used``, started while the caller waits."""
+        self._busy.discard(used)
+        self._background(used.shutdown())
+        self.restarts += 1
+        kernel = self.kernel_factory(self.preload)
+        try:
+            await kernel.start()
+        except BaseException:
+            self._start_kernel()  # the slot is not lost: the pool refills it as usual
+            raise
+        self._busy.add(kernel)
+        return kernel
 
     async def _recycle(self, kernel: Kernel) -> None:
         """Reset a kernel after its render, so the next one finds it clean and waits for nothing."""
         try:
-            await kernel.reset()
+            changed = await kernel.reset()
         except Exception:
             log.warning("kernel %s failed its reset; replacing it", kernel.pid, exc_info=True)
             self._retire(kernel)
             return
-        if self.closed:
+        if changed or self.closed:
+            if changed:
+                log.info(
+                    "kernel %s retired: a render changed %s, which a reset cannot restore",
+                    kernel.pid,
+                    ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""),
+                )
+                self.tainted += 1
             self._retire(kernel)
         else:
             self._busy.discard(kernel)

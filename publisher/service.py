@@ -187,7 +187,7 @@ class Publisher:
         started = time.perf_counter()
 
         async def produce() -> Entry:
-            async with self.pool.kernel() as kernel:
+            async with self.pool.kernel(fresh=request.notebook.fresh_kernel) as kernel:
                 flight.started = True
                 self.stats.renders += 1
                 outputs = await kernel.run(self._job(request), self.settings.timeout)
@@ -215,6 +215,7 @@ class Publisher:
             cells=cells_to_run(notebook, request.chart, request.query.injected),
             options=request.query.options,
             root=str(self.catalog.root),
+            max_pixels=self.settings.max_pixels,
         )
 
 

@@ -142,3 +142,37 @@ async def test_sweep_leaves_files_that_are_not_entries_alone(tmp_path: Path) -> 
     assert disk.sweep(1) == 1
     assert (tmp_path / "ab" / ".tmp-in-progress").exists()
     assert (tmp_path / "zz" / "someone-elses-file").exists()
+
+
+async def test_a_write_past_the_disk_limit_evicts_at_once(tmp_path: Path) -> None:
+    limit = 10_000
+    disk = DiskCache(tmp_path, max_bytes=limit)
+    for i in range(40):
+        await disk.put(f"{i:02x}" + "b" * 62, entry(bytes([i]) * 1000))
+        on_disk = sum(p.stat().st_size for p in tmp_path.glob("*/*"))
+        assert on_disk <= limit, f"{on_disk} bytes on disk after write {i}"
+        assert disk.size == on_disk
+    assert await disk.get("27" + "b" * 62) is not None  # the newest stay
+    assert await disk.get("00" + "b" * 62) is None  # the oldest went first
+
+
+async def test_the_disk_limit_counts_entries_already_on_disk_at_start(tmp_path: Path) -> None:
+    first = DiskCache(tmp_path)
+    for i in range(10):
+        await first.put(f"{i:02x}" + "c" * 62, entry(bytes([i]) * 1000))
+    again = DiskCache(tmp_path, max_bytes=5_000)
+    assert again.size > 5_000
+    await again.put("ff" + "c" * 62, entry(b"new" * 300))
+    assert sum(p.stat().st_size for p in tmp_path.glob("*/*")) <= 5_000
+    assert await again.get("ff" + "c" * 62) is not None
+
+
+async def test_a_use_makes_an_entry_the_last_to_be_evicted(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path, max_bytes=3_500)
+    keys = [f"{i:02x}" + "d" * 62 for i in range(3)]
+    for key in keys:
+        await disk.put(key, entry(b"x" * 1000))
+    assert await disk.get(keys[0]) is not None  # now the most recently used
+    await disk.put("ee" + "d" * 62, entry(b"y" * 1000))
+    assert await disk.get(keys[0]) is not None
+    assert await disk.get(keys[1]) is None

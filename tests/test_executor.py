@@ -23,3 +23,34 @@ async def test_the_servers_settings_do_not_reach_the_kernel(
     finally:
         await kernel.shutdown()
     assert outputs[-1][0]["text"].strip() == "['ORDINARY_VARIABLE']"
+
+
+async def test_a_kernel_talks_over_a_private_unix_socket_and_prints_nothing_on_its_own(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        folder = Path(kernel.folder)
+        assert kernel.km.transport == "ipc" and folder.stat().st_mode & 0o077 == 0
+        assert any(p.is_socket() for p in folder.iterdir())
+        forged = "import os\nos.write(2, b'\\n2026-01-01 CRITICAL forged\\n')"
+        await kernel.run(Job(str(tmp_path), (forged,), RenderOptions()), 30)
+    finally:
+        await kernel.shutdown()
+    assert not folder.exists()
+    # no start-up warning (such as TCP without encryption), and nothing a notebook wrote
+    # to the kernel's own file descriptors reaches the server's log
+    assert capfd.readouterr().err == ""
+
+
+async def test_a_reset_names_what_it_cannot_restore(tmp_path: Path) -> None:
+    kernel = await Kernel(["pandas", "matplotlib.pyplot"]).start()
+    try:
+        plain = "import matplotlib.pyplot as plt\nplt.plot([1, 2])"
+        await kernel.run(Job(str(tmp_path), (plain,), RenderOptions()), 30)
+        assert await kernel.reset() == []
+        patch = "import pandas as pd\npd.DataFrame.plot = None"
+        await kernel.run(Job(str(tmp_path), (patch,), RenderOptions()), 30)
+        assert "DataFrame" in " ".join(await kernel.reset())
+    finally:
+        await kernel.shutdown()

@@ -147,12 +147,19 @@ async def test_a_kernel_is_replaced_after_its_quota_of_renders(
         assert client.app[POOL].restarts == 1
 
 
-async def test_a_notebook_error_retires_the_kernel(reference_dir: Path, cache_dir: Path) -> None:
-    settings = test_settings(reference_dir, cache_dir, kernels=1)
+async def test_a_notebook_error_costs_a_reset_not_a_kernel(
+    reference_dir: Path, cache_dir: Path
+) -> None:
+    settings = test_settings(reference_dir, cache_dir, kernels=1, error_ttl=0.0)
     async with serve(settings) as client:
-        assert (await client.get("/charts/fails.png")).status == 500
-        await settle(client)
-        assert client.app[POOL].restarts == 1
+        pool = client.app[POOL]
+        (pid,) = {k.pid for k in list(pool._idle._queue)}  # type: ignore[attr-defined]
+        for reason in ("one", "two", "three"):
+            response = await client.get(f"/charts/fails.png?reason={reason}")
+            assert (await error_of(response))["exception"] == "ValueError"
+            await settle(client)
+        assert pool.restarts == 0
+        assert {k.pid for k in list(pool._idle._queue)} == {pid}  # type: ignore[attr-defined]
         assert (await client.get("/charts/state.png?run=1")).status == 200
 
 
@@ -288,3 +295,33 @@ def running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+FRESH = [
+    "import os, sys\nimport matplotlib.pyplot as plt",
+    ("run = 0", ["parameters"]),
+    (
+        "first = not hasattr(sys, 'rendered_here')  # a reset does not clear sys attributes\n"
+        "sys.rendered_here = True\n"
+        "open(f'seen-{run}.txt', 'w').write(f'{os.getpid()} {first}')\n"
+        "plt.plot([1, 2])",
+        ["chart"],
+    ),
+]
+
+
+async def test_a_fresh_kernel_notebook_renders_each_time_in_a_new_kernel(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "fresh.ipynb", FRESH, {"publisher": {"kernel": "fresh"}})
+    write_notebook(tmp_path / "warm.ipynb", FRESH)
+    settings = test_settings(tmp_path, tmp_path / "cache", kernels=1)
+    async with serve(settings) as client:
+        for run in (1, 2):
+            assert (await client.get(f"/charts/warm.png?run={run}")).status == 200
+            await settle(client)
+        for run in (11, 12, 13):
+            assert (await client.get(f"/charts/fresh.png?run={run}")).status == 200
+            await settle(client)
+    seen = {run: (tmp_path / f"seen-{run}.txt").read_text().split() for run in (1, 2, 11, 12, 13)}
+    assert seen[2] == [seen[1][0], "False"]  # an ordinary notebook reuses its kernel
+    assert [seen[run][1] for run in (11, 12, 13)] == ["True"] * 3
+    assert len({seen[run][0] for run in (2, 11, 12, 13)}) == 4

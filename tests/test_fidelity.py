@@ -1,0 +1,150 @@
+"""A reused kernel shows exactly what a fresh one shows.
+
+The oracle is a fresh nbclient run of each corpus notebook, in a new kernel
+of its own. The server renders every style notebook right after every
+notebook that leaves state behind, on one reused kernel, in two orders, and
+each image it serves must equal the oracle's pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import random
+from collections.abc import AsyncIterator
+from itertools import count
+from pathlib import Path
+
+import nbformat
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+from nbclient import NotebookClient
+from PIL import Image, ImageChops
+
+from publisher.app import POOL
+
+from .conftest import serve, test_settings
+from .fidelity_corpus import LEAVERS, write_corpus
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+Corpus = tuple[Path, dict[str, list[str]]]
+_runs = count(1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    folder = tmp_path_factory.mktemp("corpus")
+    return folder, write_corpus(folder)
+
+
+async def fresh_image(path: Path) -> bytes:
+    """The last PNG the chart cell shows when the notebook runs whole in a new kernel."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    await client.async_execute()
+    (cell,) = [c for c in nb.cells if "chart" in c.get("metadata", {}).get("tags", [])]
+    images = [o["data"]["image/png"] for o in cell.outputs if "image/png" in o.get("data", {})]
+    assert images, f"{path.name}: a fresh kernel shows no image"
+    return base64.b64decode(images[-1])
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def oracle(corpus: Corpus) -> dict[str, bytes]:
+    folder, ids = corpus
+    every = [id for group in ids.values() for id in group]
+    limit = asyncio.Semaphore(3)
+
+    async def one(id: str) -> bytes:
+        async with limit:
+            return await fresh_image(folder / f"{id}.ipynb")
+
+    return dict(zip(every, await asyncio.gather(*(one(id) for id in every)), strict=True))
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def one_kernel(
+    corpus: Corpus, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TestClient]:
+    settings = test_settings(
+        corpus[0],
+        tmp_path_factory.mktemp("cache"),
+        kernels=1,
+        renders_per_kernel=100_000,
+        timeout=60.0,
+        error_ttl=0.0,
+    )
+    async with serve(settings) as client:
+        yield client
+
+
+def difference(served: bytes, expected: bytes) -> str | None:
+    """None when both PNGs hold the same pixels, else what differs."""
+    a = Image.open(io.BytesIO(served)).convert("RGBA")
+    b = Image.open(io.BytesIO(expected)).convert("RGBA")
+    if a.size != b.size:
+        return f"size {a.size}, fresh kernel {b.size}"
+    box = ImageChops.difference(a, b).getbbox()
+    return None if box is None else f"pixels differ within {box}"
+
+
+async def render(client: TestClient, id: str) -> bytes:
+    """A new render (a cache miss) of the notebook's chart on the server's one kernel."""
+    response = await client.get(f"/charts/{id}.png?run={next(_runs)}")
+    body = await response.read()
+    assert response.status == 200, f"{id}: {response.status} {body[:300]!r}"
+    assert response.headers["X-Publisher-Cache"] == "miss"
+    return body
+
+
+async def mismatches(client: TestClient, oracle: dict[str, bytes], order: list[str]) -> list[str]:
+    found = []
+    previous = "(a new kernel)"
+    for id in order:
+        wrong = difference(await render(client, id), oracle[id])
+        if wrong:
+            found.append(f"{id} after {previous}: {wrong}")
+        previous = id
+    return found
+
+
+@pytest.mark.parametrize("leaver", [f"leavers/{name}" for name in LEAVERS] + ["team_a/chart"])
+async def test_every_style_after_a_notebook_that_leaves_state(
+    one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, leaver: str
+) -> None:
+    order = [x for style in corpus[1]["styles"] for x in (leaver, style)]
+    assert await mismatches(one_kernel, oracle, order) == []
+
+
+async def test_shuffled_orders(
+    one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus
+) -> None:
+    ids = corpus[1]
+    every = ids["styles"] + ids["leavers"]
+    order = []
+    for seed in (1, 2):
+        shuffled = every[:]
+        random.Random(seed).shuffle(shuffled)
+        order += shuffled
+    assert await mismatches(one_kernel, oracle, order) == []
+
+
+@pytest.mark.parametrize("retiring", ["retiring/patches_a_class", "retiring/rebinds_a_global"])
+async def test_a_kernel_reset_cannot_clean_is_retired(
+    one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, retiring: str
+) -> None:
+    pool = one_kernel.app[POOL]
+    before = pool.tainted
+    styles = corpus[1]["styles"][:3]
+    order = [x for style in styles for x in (retiring, style)]
+    assert await mismatches(one_kernel, oracle, order) == []
+    assert pool.tainted == before + len(styles)
+
+
+def test_the_corpus_is_mostly_written_without_plt_show(corpus: Corpus) -> None:
+    folder, ids = corpus
+    sources = [(folder / f"{id}.ipynb").read_text() for group in ids.values() for id in group]
+    assert sum("plt.show()" not in s for s in sources) > len(sources) / 2
