@@ -11,9 +11,9 @@ ENV PYTHONUNBUFFERED=1 \
 
 # Dependencies and package first, so editing a notebook does not reinstall them.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY publisher/ ./publisher/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir -c constraints.txt . \
     && rm -rf /src
 
 # The server runs as an unprivileged user; the kernels it starts inherit that user.

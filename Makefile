@@ -5,16 +5,24 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: install system-deps serve test lint check bench soak clean
+.PHONY: install install-test system-deps serve test lint check bench soak lock clean
 
-$(VENV)/.installed: pyproject.toml
+# Serving needs the package alone; the tests add their tools on top.
+$(VENV)/.runtime: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP) -e .
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed: $(VENV)/.runtime
+	$(PIP) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.runtime
+
+install-test: $(VENV)/.installed
 
 system-deps:
 	scripts/system-deps
@@ -22,22 +30,30 @@ system-deps:
 serve: install
 	$(VENV)/bin/publisher serve notebooks --port $(PORT)
 
-lint: install
+lint: install-test
 	$(VENV)/bin/ruff check publisher tests bench
 	$(VENV)/bin/ruff format --check publisher tests bench
 	$(VENV)/bin/mypy publisher
 
-test: install system-deps lint
+test: install-test system-deps lint
 	$(PY) -m pytest
 
 check: test
 
-bench: install system-deps
+bench: install-test system-deps
 	$(PY) bench/latency.py
 	$(PY) bench/latency.py --notebook timeseries
 
-soak: install
+soak: install-test
 	$(PY) bench/soak.py
+
+# Pin the newest releases that pyproject.toml allows: resolve in a throwaway venv, freeze.
+lock:
+	rm -rf /tmp/publisher-lock && python3 -m venv /tmp/publisher-lock
+	/tmp/publisher-lock/bin/pip install -q --upgrade pip
+	/tmp/publisher-lock/bin/pip install -q -e '.[test]'
+	{ sed -n '1,2p' constraints.txt; /tmp/publisher-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf .publisher-cache .pytest_cache .mypy_cache .ruff_cache test-artifacts
