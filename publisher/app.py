@@ -14,13 +14,15 @@ from . import logs, state, views
 from .background import every
 from .cache import DiskCache, MemoryCache, TieredCache
 from .catalog import Catalog
+from .connections import use_connections
 from .errors import NotFound, PublisherError
 from .extract import FORMATS
 from .gallery import setup_gallery
+from .headers import setup_headers
 from .metrics import CONTENT_TYPE, Metrics
 from .pool import KernelPool
 from .redis_shared import REDIS, attach
-from .responses import error_response
+from .responses import error_response, status_error
 from .service import Publisher
 from .settings import Settings
 from .signing import Signer
@@ -34,6 +36,8 @@ SWEEP_SECONDS = 60
 def create_app(settings: Settings) -> web.Application:
     """The whole server for these settings; tests call it with their own."""
     app = web.Application(middlewares=[_errors])
+    use_connections(app, settings.header_timeout)
+    setup_headers(app, settings.frame_ancestors)
     pool = KernelPool(
         settings.kernels,
         settings.preload_modules,
@@ -41,7 +45,7 @@ def create_app(settings: Settings) -> web.Application:
         renders_per_kernel=settings.renders_per_kernel,
         wait_timeout=settings.timeout,
     )
-    disk = DiskCache(settings.cache_dir)
+    disk = DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes)
     cache = TieredCache(MemoryCache(settings.memory_cache_bytes), disk)
     service = Publisher(
         settings, Catalog(settings.notebook_dir, settings.scan_interval), cache, pool
@@ -75,10 +79,9 @@ def create_app(settings: Settings) -> web.Application:
         }
 
     app[state.HEALTH] = health
-    max_disk = int(settings.disk_cache_mb * 2**20)
 
     async def sweep() -> None:
-        removed = await asyncio.to_thread(disk.sweep, max_disk)
+        removed = await asyncio.to_thread(disk.sweep)
         if removed:
             log.info("disk cache: removed %d least recently used entries", removed)
 
@@ -129,9 +132,7 @@ def _as_error(request: web.Request, e: Exception) -> PublisherError:
     if isinstance(e, web.HTTPNotFound):
         return NotFound(f"no such page: {request.path}")
     if isinstance(e, web.HTTPException):  # from aiohttp itself: 405 and the like
-        error = PublisherError(e.reason)
-        error.status, error.code = e.status, e.reason.lower().replace(" ", "_")
-        return error
+        return status_error(e.status, e.reason)
     log.exception("unexpected error on %s", request.path_qs, exc_info=e)
     return PublisherError("internal server error")
 

@@ -57,7 +57,10 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
     """Serve the charts of the notebooks in NOTEBOOK_DIR (default: ./notebooks)."""
     from .app import run
 
-    settings = Settings.from_env(notebook_dir=notebook_dir, **options)
+    try:
+        settings = Settings.from_env(notebook_dir=notebook_dir, **options)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     if not settings.notebook_dir.is_dir():
         raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
     settings = settings.replace(secret=_secret(settings.secret_file))
@@ -155,7 +158,10 @@ async def _render(
     settings: Settings, notebook_id: str, chart: str | None, params: list[tuple[str, str]], fmt: str
 ) -> tuple[bytes, str]:
     pool = KernelPool(1, settings.preload_modules, queue_size=1)
-    cache = TieredCache(MemoryCache(settings.memory_cache_bytes), DiskCache(settings.cache_dir))
+    cache = TieredCache(
+        MemoryCache(settings.memory_cache_bytes),
+        DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes),
+    )
     service = Publisher(settings, Catalog(settings.notebook_dir), cache, pool)
     request = service.resolve(notebook_id, chart, urlencode(params), fmt)
     try:  # the pool starts a kernel only if the chart is not in the cache

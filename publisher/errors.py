@@ -52,6 +52,12 @@ class RequestTooLarge(PublisherError):
     status, code = 414, "request_too_large"
 
 
+class RequestTimeout(PublisherError):
+    """A client did not send a request's headers within ``--header-timeout``."""
+
+    status, code = 408, "request_timeout"
+
+
 class Forbidden(PublisherError):
     status, code = 403, "forbidden"
 

@@ -31,6 +31,8 @@ INPUTS: dict[str, tuple[str, str | None]] = {
     "bool": ("checkbox", None),
 }
 _MARKDOWN_SPECIAL = re.compile(r"([\\\[\]])")
+_SCHEME = re.compile(r"https?")
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,14 @@ async def _cache_versioned_assets(request: web.Request, response: web.StreamResp
 
 async def gallery(request: web.Request) -> web.Response:
     signer = request.app[state.SIGNER]
-    origin = str(request.url.origin())
+    base = public_base(request)
     notebooks = [
-        _notebook_view(notebook_json(nb, signer), signer, origin)
+        _notebook_view(notebook_json(nb, signer), signer, base)
         for nb in request.app[state.SERVICE].catalog.all()
     ]
     static = request.app.router["static"]
     context = {
+        "public_url": base,
         "notebooks": notebooks,
         "chart_count": sum(len(nb.charts) for nb in notebooks),
         "signed": signer.enabled,
@@ -108,7 +111,31 @@ async def gallery(request: web.Request) -> web.Response:
     return response
 
 
-def _notebook_view(body: dict[str, Any], signer: Signer, origin: str) -> NotebookView:
+def public_base(request: web.Request) -> str:
+    """Where people reach this server, to which a chart's path is appended in a snippet.
+
+    ``--public-url`` when it is set (a path prefix and all); else the request's
+    scheme and Host, or a proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-Host``
+    with ``--trust-forwarded``. A client can send those headers too, so they are
+    read only when a proxy is known to set them.
+    """
+    settings = request.app[state.SETTINGS]
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme, host = request.scheme, request.host
+    if settings.trust_forwarded:
+        scheme = _forwarded(request, "X-Forwarded-Proto", _SCHEME) or scheme
+        host = _forwarded(request, "X-Forwarded-Host", _HOST) or host
+    return f"{scheme}://{host}"
+
+
+def _forwarded(request: web.Request, name: str, valid: re.Pattern[str]) -> str | None:
+    """The value the nearest proxy gave: the last in a list, when it reads as one."""
+    value = ",".join(request.headers.getall(name, [])).rpartition(",")[2].strip().lower()
+    return value if valid.fullmatch(value) else None
+
+
+def _notebook_view(body: dict[str, Any], signer: Signer, base: str) -> NotebookView:
     charts = body["charts"]
     views = []
     for chart in charts:
@@ -121,7 +148,7 @@ def _notebook_view(body: dict[str, Any], signer: Signer, origin: str) -> Noteboo
                 url=chart["url"],
                 url2x=url2x,
                 urls=chart["urls"],
-                snippets=_snippets(origin + chart["url"], origin + url2x, alt),
+                snippets=_snippets(base + chart["url"], base + url2x, alt),
             )
         )
     return NotebookView(

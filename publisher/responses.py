@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import textwrap
+from http import HTTPStatus
 from pathlib import Path
 
 import matplotlib
@@ -37,6 +38,17 @@ def error_response(error: PublisherError, accept: str = "") -> web.Response:
         content_type="application/json",
         headers=headers,
     )
+
+
+def status_error(status: int, message: str = "") -> PublisherError:
+    """An error whose status aiohttp chose (a 405, a request it could not parse), named for it."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    error = PublisherError(message or phrase)
+    error.status, error.code = status, phrase.lower().replace(" ", "_")
+    return error
 
 
 def prefers_image(accept: str) -> bool:

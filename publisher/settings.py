@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -86,6 +87,23 @@ class Settings:
         "'self'", "Who may frame the gallery: the CSP frame-ancestors sources."
     )
 
+    def __post_init__(self) -> None:
+        """Refuse values that would break every answer, rather than serve broken pages."""
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+                raise ValueError(
+                    f"--public-url must be an http(s) address such as https://charts.example.org,"
+                    f" got {self.public_url!r}"
+                )
+        if any(c in self.frame_ancestors for c in ";,\r\n") or not self.frame_ancestors.strip():
+            raise ValueError(
+                "--frame-ancestors takes CSP sources separated by spaces, such as"
+                f" \"'self' https://wiki.example.org\", got {self.frame_ancestors!r}"
+            )
+        if not self.header_timeout > 0:
+            raise ValueError(f"--header-timeout must be above 0, got {self.header_timeout:g}")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``PUBLISHER_*`` variables, then explicit values (the CLI's)."""
@@ -108,6 +126,10 @@ class Settings:
     @property
     def memory_cache_bytes(self) -> int:
         return int(self.memory_cache_mb * 1024 * 1024)
+
+    @property
+    def disk_cache_bytes(self) -> int:
+        return int(self.disk_cache_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)

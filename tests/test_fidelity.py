@@ -144,7 +144,7 @@ async def test_a_kernel_reset_cannot_clean_is_retired(
     assert pool.tainted == before + len(styles)
 
 
-def test_the_corpus_is_mostly_written_without_plt_show(corpus: Corpus) -> None:
+async def test_the_corpus_is_mostly_written_without_plt_show(corpus: Corpus) -> None:
     folder, ids = corpus
     sources = [(folder / f"{id}.ipynb").read_text() for group in ids.values() for id in group]
     assert sum("plt.show()" not in s for s in sources) > len(sources) / 2

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 from publisher.cli import serve
 from publisher.settings import ENVIRONMENT_ONLY, SETTINGS, Settings
 
@@ -38,3 +41,26 @@ def test_explicit_values_win_over_the_environment() -> None:
 
 def test_unset_values_keep_their_defaults() -> None:
     assert Settings.from_env({}, port=None) == Settings()
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--public-url", "charts.example.org"),
+        ("--public-url", "ftp://charts.example.org"),
+        ("--frame-ancestors", "'self'; script-src *"),
+        ("--frame-ancestors", "'self'\nX-Injected: 1"),
+        ("--header-timeout", "0"),
+    ],
+)
+def test_a_setting_that_would_break_every_answer_stops_serve(
+    option: str, value: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(serve, [str(tmp_path), option, value])
+    assert result.exit_code == 2
+    assert option in result.output
+
+
+def test_a_public_url_with_a_path_prefix_is_accepted() -> None:
+    url = "https://example.org/charts-proxy"
+    assert Settings(public_url=url).public_url == url

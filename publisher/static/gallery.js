@@ -7,6 +7,8 @@
   const COPIED_MS = 1600;
   const root = document.documentElement;
   const HIDPI = root.dataset.hidpi;
+  // where people reach the server (behind a proxy, not necessarily this page's origin)
+  const BASE = root.dataset.publicUrl || location.origin;
   root.classList.replace("no-js", "js");
 
   const withDpi = (url) => `${url}${url.includes("?") ? "&" : "?"}_dpi=${HIDPI}`;
@@ -48,7 +50,7 @@
 
   function fillSnippets(card, url, url2x) {
     const alt = card.dataset.alt;
-    const [absolute, absolute2x] = [location.origin + url, location.origin + url2x];
+    const [absolute, absolute2x] = [BASE + url, BASE + url2x];
     const snippets = {
       url: absolute,
       markdown: `![${escapeMarkdown(alt)}](${absolute})`,
