@@ -157,7 +157,7 @@ def _format_of(output: Path | None, fmt: str | None) -> str:
 async def _render(
     settings: Settings, notebook_id: str, chart: str | None, params: list[tuple[str, str]], fmt: str
 ) -> tuple[bytes, str]:
-    pool = KernelPool(1, settings.preload_modules, queue_size=1)
+    pool = KernelPool.from_settings(settings, size=1)
     cache = TieredCache(
         MemoryCache(settings.memory_cache_bytes),
         DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes),

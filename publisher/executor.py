@@ -66,6 +66,14 @@ class Job:
 Outputs = list[list[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class ResetReport:
+    """What a reset found: whether the kernel can be lent again, and how big it is."""
+
+    changed: list[str]  # library classes or globals a render rebound: no reset restores them
+    rss: int  # resident bytes after the reset
+
+
 class Kernel:
     """A kernel process plus the nbclient client that talks to it."""
 
@@ -127,17 +135,13 @@ class Kernel:
             return outputs[1:]
         return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)
 
-    async def reset(self, timeout: float = 30) -> list[str]:
-        """Back to the state of a fresh kernel; done between renders, not during one.
-
-        Returns what the render changed that no reset can put back (library
-        classes or globals, by name): a kernel with any is not to be reused.
-        """
+    async def reset(self, timeout: float = 30) -> ResetReport:
+        """Back to the state of a fresh kernel; done between renders, not during one."""
         (outputs,) = await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout)
         for output in outputs:
             report = output.get("data", {}).get(RESET_MIME)
             if report is not None:
-                return list(report["changed"])
+                return ResetReport(list(report["changed"]), int(report["rss"]))
         raise KernelDied("the kernel did not report on its reset")
 
     async def _run_cells(self, sources: tuple[str, ...], deadline: float) -> Outputs:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import NotebookFailed, Overloaded, ShuttingDown
 from .executor import Kernel
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class KernelPool:
         preload: list[str],
         *,
         queue_size: int = 32,
-        renders_per_kernel: int = 200,
+        renders_per_kernel: int = 10_000,
+        max_rss: int = 1024 * 2**20,
         wait_timeout: float = 30.0,
         kernel_factory: Callable[[list[str]], Kernel] = Kernel,
     ) -> None:
@@ -38,6 +40,7 @@ class KernelPool:
         self.preload = preload
         self.queue_size = queue_size
         self.renders_per_kernel = renders_per_kernel
+        self.max_rss = max_rss
         self.wait_timeout = wait_timeout
         self.kernel_factory = kernel_factory
         self.restarts = 0
@@ -50,6 +53,18 @@ class KernelPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[asyncio.Task[None]] = set()
         self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, size: int | None = None) -> KernelPool:
+        """The pool the settings describe; the server and ``publisher render`` both use it."""
+        return cls(
+            settings.kernels if size is None else size,
+            settings.preload_modules,
+            queue_size=settings.queue_size,
+            renders_per_kernel=settings.renders_per_kernel,
+            max_rss=int(settings.kernel_memory_mb * 2**20),
+            wait_timeout=settings.timeout,
+        )
 
     @property
     def idle(self) -> int:
@@ -123,19 +138,24 @@ class KernelPool:
     async def _recycle(self, kernel: Kernel) -> None:
         """Reset a kernel after its render, so the next one finds it clean and waits for nothing."""
         try:
-            changed = await kernel.reset()
+            report = await kernel.reset()
         except Exception:
             log.warning("kernel %s failed its reset; replacing it", kernel.pid, exc_info=True)
             self._retire(kernel)
             return
-        if changed or self.closed:
-            if changed:
-                log.info(
-                    "kernel %s retired: a render changed %s, which a reset cannot restore",
-                    kernel.pid,
-                    ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""),
-                )
-                self.tainted += 1
+        if report.changed:
+            changed = ", ".join(report.changed[:5]) + (" ..." if len(report.changed) > 5 else "")
+            log.info(
+                "kernel %s retired: a render changed %s, which no reset restores",
+                kernel.pid,
+                changed,
+            )
+            self.tainted += 1
+            self._retire(kernel)
+        elif report.rss > self.max_rss:
+            log.info("kernel %s retired: it grew to %d MiB", kernel.pid, report.rss >> 20)
+            self._retire(kernel)
+        elif self.closed:
             self._retire(kernel)
         else:
             self._busy.discard(kernel)

@@ -51,7 +51,12 @@ class Settings:
     )
     queue_size: int = _setting(32, "Renders that may wait for a kernel before the answer is 503.")
     memory_cache_mb: float = _setting(64.0, "Size of the in-memory cache tier, in MiB.")
-    renders_per_kernel: int = _setting(200, "Renders a kernel serves before it is replaced.")
+    renders_per_kernel: int = _setting(
+        10_000, "Renders a kernel serves before it is replaced, however small it stayed."
+    )
+    kernel_memory_mb: float = _setting(
+        1024.0, "Resident memory, in MiB, past which a kernel is replaced after its render."
+    )
     preload: str = _setting(
         "numpy,pandas,matplotlib,matplotlib.pyplot",
         "Modules each warm kernel imports before its first render (comma-separated).",

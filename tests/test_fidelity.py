@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 import random
+import sys
 from collections.abc import AsyncIterator
 from itertools import count
 from pathlib import Path
@@ -148,3 +150,20 @@ async def test_the_corpus_is_mostly_written_without_plt_show(corpus: Corpus) -> 
     folder, ids = corpus
     sources = [(folder / f"{id}.ipynb").read_text() for group in ids.values() for id in group]
     assert sum("plt.show()" not in s for s in sources) > len(sources) / 2
+
+
+@pytest.mark.parametrize("id", ["styles/cell_ends", "styles/pandas_dates"])
+async def test_publisher_render_gives_the_image_the_server_gives(
+    one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, id: str, tmp_path: Path
+) -> None:
+    folder = corpus[0]
+    command = [sys.executable, "-m", "publisher", "render", id, "-p", "run", "7"]
+    command += ["--notebooks", str(folder), "-o", str(tmp_path / "chart.png")]
+    env = {**os.environ, "PUBLISHER_CACHE_DIR": str(tmp_path / "cache")}
+    process = await asyncio.create_subprocess_exec(*command, env=env, cwd=tmp_path)
+    assert await process.wait() == 0
+    rendered = (tmp_path / "chart.png").read_bytes()
+    response = await one_kernel.get(f"/charts/{id}.png?run=7")
+    assert response.status == 200
+    assert difference(rendered, await response.read()) is None
+    assert difference(rendered, oracle[id]) is None

@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
+from publisher.executor import Job, RenderOptions
 from publisher.pool import KernelPool
 from publisher.settings import Settings
 from publisher.state import SERVICE
@@ -325,3 +326,27 @@ async def test_a_fresh_kernel_notebook_renders_each_time_in_a_new_kernel(tmp_pat
     assert seen[2] == [seen[1][0], "False"]  # an ordinary notebook reuses its kernel
     assert [seen[run][1] for run in (11, 12, 13)] == ["True"] * 3
     assert len({seen[run][0] for run in (2, 11, 12, 13)}) == 4
+
+
+async def test_a_kernel_that_grew_past_its_memory_limit_is_replaced(tmp_path: Path) -> None:
+    pool = KernelPool(1, ["matplotlib.pyplot"], max_rss=200 * 2**20)
+    try:
+        kept = "import sys\nsys.kept_by_the_kernel = bytearray(300 * 2**20)  # no reset frees it"
+        for cells, replaced in ((("x = 1",), 0), ((kept,), 1)):
+            async with pool.kernel() as kernel:
+                await kernel.run(Job(str(tmp_path), cells, RenderOptions()), 30)
+            await pool.wait_ready()
+            assert pool.restarts == replaced
+    finally:
+        await pool.close()
+
+
+def test_the_server_and_the_command_line_build_the_same_pool() -> None:
+    settings = Settings(kernels=3, renders_per_kernel=7, kernel_memory_mb=64, timeout=9)
+    pool = KernelPool.from_settings(settings, size=1)
+    assert (pool.size, pool.renders_per_kernel, pool.max_rss, pool.wait_timeout) == (
+        1,
+        7,
+        64 * 2**20,
+        9,
+    )
