@@ -1,10 +1,12 @@
-"""The JSON description of notebooks, shared by ``/api/notebooks``, the gallery and ``list``."""
+"""The JSON description of notebooks and folders, shared by the API, the gallery and ``list``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from .browse import Folder, Listing, Page
 from .catalog import Notebook
 from .extract import FORMATS
 from .signing import Signer
@@ -43,3 +45,41 @@ def notebook_json(notebook: Notebook, signer: Signer | None = None) -> dict[str,
         "error": notebook.error.body()["error"] if notebook.error else None,
     }
     return body
+
+
+def page_json(
+    page: Page[Notebook], signer: Signer | None, link: Callable[[int], str]
+) -> dict[str, Any]:
+    """One page of notebooks, how many there are in all, and the paths of its neighbours.
+
+    ``link`` turns an offset into the URL of that page, with the request's other keys kept.
+    """
+    return {
+        "notebooks": [notebook_json(notebook, signer) for notebook in page.items],
+        "total": page.total,
+        "offset": page.offset,
+        "limit": page.limit,
+        "next": link(page.next_offset) if page.next_offset is not None else None,
+        "previous": link(page.previous_offset) if page.previous_offset is not None else None,
+    }
+
+
+def folder_json(listing: Listing, top: Folder) -> dict[str, Any]:
+    """A folder and every folder below it, with how many notebooks each holds.
+
+    ``notebooks`` counts those directly inside, ``total`` those at any depth.
+    Built bottom-up rather than by recursion: a folder tree can be deeper
+    than Python's stack.
+    """
+    prefix = f"{top.path}/" if top.path else ""
+    below = [f for path, f in listing.folders.items() if path.startswith(prefix) or f is top]
+    built: dict[str, dict[str, Any]] = {}
+    for folder in reversed(below):  # natural order puts a folder before everything in it
+        built[folder.path] = {
+            "path": folder.path,
+            "name": folder.name,
+            "notebooks": len(folder.notebooks),
+            "total": folder.total,
+            "folders": [built[path] for path in folder.folders],
+        }
+    return built[top.path]

@@ -1,8 +1,10 @@
 """Which notebooks exist, and what each one publishes.
 
-The catalog reads a notebook file once per edit: a notebook is looked at again
-only when ``scan_interval`` has passed and its size or mtime changed, so a
-cache hit costs no file system call while an edited notebook still shows up
+The catalog reads a notebook file once per edit: a file is read again only
+when its size, mtime or ctime changed. In the server, a background task scans
+the folder every ``scan_interval`` in a thread and publishes a ``Listing``;
+requests only read that, so a chart, a gallery page or an API answer costs no
+file system call, while an edited, added or removed notebook still shows up
 within a second, without a restart.
 
 An id is only ever looked up in the map the folder walk built, never turned
@@ -13,18 +15,22 @@ Ids are NFC, the form a browser sends, even for a file macOS wrote in NFD.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import os
 import re
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISLNK
 from typing import Any
 
 import nbformat
 
+from .browse import Listing, path_key
 from .errors import BrokenNotebook, PublisherError, UnknownChart, UnknownNotebook
 from .logs import CONTROL, escape
 from .parameters import Parameter, read_parameters
@@ -89,7 +95,8 @@ def load(id: str, path: Path) -> Notebook:
     digest = hashlib.sha256(raw).hexdigest()
     base = Notebook(id=id, path=path, digest=digest, mtime=stat.st_mtime)
     try:
-        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        # not nbformat.reads: its schema validation only logs, and is a quarter of a read
+        nb = nbformat.convert(nbformat.reader.reads(raw.decode("utf-8")), 4)
         return _describe(base, nb)
     except BrokenNotebook as e:
         return _with_error(base, e)
@@ -104,6 +111,7 @@ def _unservable(id: str, path: Path, reason: str) -> Notebook:
 
 def _with_error(base: Notebook, error: PublisherError) -> Notebook:
     error = error.with_traceback(None)  # kept as long as the file: keep no frames with it
+    error.__context__ = None  # nor through the error it was raised from (frames, the parsed file)
     return Notebook(
         id=base.id, path=base.path, digest=base.digest, mtime=base.mtime, title=base.id, error=error
     )
@@ -169,6 +177,7 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
 _Entry = tuple[float, tuple[int, int, int] | None, Notebook | None]  # checked at, file signature
 _MAX_REMEMBERED = 10_000
 _BACKSLASH_SEPARATES = "\\" in (os.sep, os.altsep)  # on Windows
+MIN_SCAN_SECONDS = 0.05  # a background scan at most this often, whatever --scan-interval says
 
 
 @dataclass(frozen=True)
@@ -176,42 +185,135 @@ class _Found:
     """What the walk found for one id: the file, or why the file cannot be served."""
 
     path: Path
+    names: tuple[str, ...]  # the file names, relative to the root, that have this id
     problem: str | None = None
+    refused: bool = False  # an id no lookup may find (see ``_refused``)
 
 
 class Catalog:
-    """The notebooks under one folder, by id, kept current without a restart."""
+    """The notebooks under one folder, by id, kept current without a restart.
+
+    Two ways to keep current. Used alone (``publisher list``, ``render``), it
+    looks again on use, at most once per ``scan_interval``. In the server, a
+    background task calls ``refresh`` every ``scan_interval`` and sets
+    ``watched``: from then on a request only reads the last ``Listing``, with
+    no file system call at all, and an edit shows up within one interval.
+    """
 
     def __init__(self, root: Path, scan_interval: float = 1.0) -> None:
         self.root = root.resolve()
         self.scan_interval = scan_interval
+        self.watched = False  # a background task keeps the listing current
         self._entries: dict[str, _Entry] = {}
         self._index: tuple[float, dict[str, _Found]] = (-1e18, {})
+        self._ids: dict[str, str] = {}  # file name (without suffix) -> id, from the last walk
+        self._listing: tuple[float, Listing] | None = None
+        self._lock = threading.Lock()  # one scan at a time
+        self._scans_started = self._scans_finished = 0
+        self._scan_ended: asyncio.Event | None = None
 
     def get(self, id: str) -> Notebook:
-        """The notebook with this id, read again if its file changed; 404 if there is none.
+        """The notebook with this id; 404 if there is none.
 
         The id is normalized to NFC first, so an NFD spelling finds the same notebook.
         """
         id = unicodedata.normalize("NFC", id)
-        notebook = self._notebook(id, time.monotonic(), None)
+        current = self._listing
+        if _refused(id):
+            notebook = None
+        elif self.watched and current is not None:
+            notebook = current[1].get(id)
+        else:  # alone, or in the server before its first scan has finished
+            notebook = self._notebook(id, time.monotonic(), None)
         if notebook is None:
             raise UnknownNotebook(f"no notebook '{id}'")
         return notebook
 
     def ids(self) -> list[str]:
-        """Every notebook id, sorted; the folder is walked at most once per ``scan_interval``."""
-        return sorted(self._found(time.monotonic()))
+        """Every notebook id, in natural order, without reading a notebook."""
+        return sorted(self._found(time.monotonic()), key=path_key)
 
     def all(self) -> list[Notebook]:
-        """Every notebook, those that cannot be served listed with their errors.
+        """Every notebook, in natural order, those that cannot be served with their errors."""
+        return list(self.listing().notebooks)
 
-        One walk serves the whole listing, however short ``scan_interval`` is.
+    def listing(self) -> Listing:
+        """Every notebook, ordered, by folder; scanned again here only when nothing else does."""
+        current = self._listing
+        if current is None or (
+            not self.watched and time.monotonic() - current[0] >= self.scan_interval
+        ):
+            return self.scan()
+        return current[1]
+
+    @property
+    def latest(self) -> Listing | None:
+        """The last listing a scan built, as it is; None before the first."""
+        return self._listing[1] if self._listing is not None else None
+
+    async def current(self) -> Listing:
+        """The listing for a request: in the server, the first scan's, once it has finished."""
+        while self.watched and self._listing is None:
+            await self._next_scan_end()
+        return self.listing()
+
+    def scan(self) -> Listing:
+        """Walk the folder, stat every file, read again only those that changed.
+
+        A new ``Listing`` is built only when a notebook came, went or changed.
+        Safe to call from a thread: a request reads the listing it replaces
+        until it is complete.
         """
-        now = time.monotonic()
-        index = self._found(now)
-        notebooks = (self._notebook(id, now, index) for id in sorted(index))
-        return [notebook for notebook in notebooks if notebook is not None]
+        with self._lock:
+            now = time.monotonic()
+            index = self._walk()
+            self._index = (now, index)  # the requests that come before the listing use it
+            previous = self._entries
+            entries = {
+                id: self._entry(id, found, previous.get(id), now)
+                for id, found in index.items()
+                if not found.refused
+            }
+            notebooks = {id: entry[2] for id, entry in entries.items() if entry[2] is not None}
+            old = self._listing[1] if self._listing is not None else None
+            unchanged = (
+                old is not None
+                and len(old) == len(notebooks)
+                and all(old.get(id) is notebook for id, notebook in notebooks.items())
+            )
+            listing = old if old is not None and unchanged else Listing(notebooks.values(), old)
+            self._entries = entries
+            self._listing = (now, listing)
+            return listing
+
+    async def refresh(self) -> None:
+        """One scan in a thread, so the event loop goes on answering while files are read."""
+        self._scans_started += 1
+        mine = self._scans_started
+        try:
+            await asyncio.to_thread(self.scan)
+        finally:
+            self._scans_finished = max(self._scans_finished, mine)
+            ended, self._scan_ended = self._scan_ended, None
+            if ended is not None:
+                ended.set()
+
+    async def scanned(self) -> None:
+        """Return once a scan that started after this call has finished.
+
+        In the server that is the background task's next scan; alone, this scans.
+        """
+        if not self.watched:
+            await self.refresh()
+            return
+        target = self._scans_started + 1
+        while self._scans_finished < target:
+            await self._next_scan_end()
+
+    async def _next_scan_end(self) -> None:
+        if self._scan_ended is None:
+            self._scan_ended = asyncio.Event()
+        await self._scan_ended.wait()
 
     def _notebook(self, id: str, now: float, index: dict[str, _Found] | None) -> Notebook | None:
         cached = self._entries.get(id)
@@ -224,30 +326,31 @@ class Catalog:
     ) -> _Entry:
         if index is None:
             index = self._found(now)
-        found = None if _refused(id) else index.get(id)
-        entry: _Entry
-        if found is None:
-            entry = (now, None, None)
-        elif found.problem is not None:
-            entry = (now, None, _unservable(id, found.path, found.problem))
-        elif not found.path.resolve().is_relative_to(self.root):  # a symlink, now or since
-            reason = f"cannot serve notebook '{id}': it links outside the notebook folder"
-            entry = (now, None, _unservable(id, found.path, reason))
-        else:
-            try:
-                stat = found.path.stat()
-            except OSError:  # gone since the walk, or a dangling link: load says which
-                entry = (now, None, load(id, found.path))
-            else:
-                signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
-                if cached is not None and cached[1] == signature:
-                    entry = (now, signature, cached[2])
-                else:
-                    entry = (now, signature, load(id, found.path))
+        entry = self._entry(id, index.get(id), cached, now)
         if len(self._entries) >= _MAX_REMEMBERED and id not in self._entries:
             self._entries.clear()  # unknown ids from hostile URLs must not grow memory
         self._entries[id] = entry
         return entry
+
+    def _entry(self, id: str, found: _Found | None, cached: _Entry | None, now: float) -> _Entry:
+        """What an id names now; its file is read again only when its signature changed."""
+        if found is None:
+            return (now, None, None)
+        if found.problem is not None:
+            return (now, None, _kept(cached, _unservable(id, found.path, found.problem)))
+        try:
+            stat = os.lstat(found.path)
+            if S_ISLNK(stat.st_mode):  # a symlink, now or since the walk
+                if not found.path.resolve().is_relative_to(self.root):
+                    reason = f"cannot serve notebook '{id}': it links outside the notebook folder"
+                    return (now, None, _kept(cached, _unservable(id, found.path, reason)))
+                stat = os.stat(found.path)
+        except OSError:  # gone since the walk, or a dangling link: load says which
+            return (now, None, _kept(cached, load(id, found.path)))
+        signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
+        if cached is not None and cached[1] == signature:
+            return (now, signature, cached[2])
+        return (now, signature, load(id, found.path))
 
     def _found(self, now: float) -> dict[str, _Found]:
         if now - self._index[0] >= self.scan_interval:
@@ -255,19 +358,61 @@ class Catalog:
         return self._index[1]
 
     def _walk(self) -> dict[str, _Found]:
-        """Every ``*.ipynb`` under the root, by id.
+        """Every ``*.ipynb`` under the root, by id, as ``os.walk`` would find them.
 
-        Folders so named are included, to be listed as broken rather than left out.
+        Folders so named are included, to be listed as broken rather than left
+        out; a linked folder is not entered. What the last walk found is kept
+        when it is found again, so a scan of an unchanged folder builds nothing.
         """
-        paths: dict[str, list[Path]] = {}
-        for folder, dirs, files in os.walk(self.root):
-            dirs[:] = [d for d in dirs if not _hidden(d)]
-            for name in files + dirs:
-                if name.endswith(SUFFIX) and not _hidden(name):
-                    path = Path(folder, name)
-                    rel = path.relative_to(self.root).as_posix()[: -len(SUFFIX)]
-                    paths.setdefault(_id_of(rel), []).append(path)
-        return {id: _found(id, sorted(found), self.root) for id, found in paths.items()}
+        names: dict[str, list[str]] = {}
+        ids, known_ids = {}, self._ids
+        pending = [("", str(self.root))]
+        while pending:
+            rel, folder = pending.pop()
+            try:
+                with os.scandir(folder) as listed:
+                    entries = list(listed)
+            except OSError:  # a folder we may not read: go on without it, as os.walk does
+                continue
+            for entry in entries:
+                if _hidden(entry.name):
+                    continue
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.name.endswith(SUFFIX):
+                    stem = path[: -len(SUFFIX)]
+                    id = ids[stem] = known_ids.get(stem) or _id_of(stem)
+                    names.setdefault(id, []).append(path)
+                if _is_folder(entry):
+                    pending.append((path, entry.path))
+        self._ids = ids
+        before = self._index[1]
+        found: dict[str, _Found] = {}
+        for id, spelled in names.items():
+            known = before.get(id)
+            ordered = tuple(sorted(spelled))
+            found[id] = (
+                known if known and known.names == ordered else _found(id, ordered, self.root)
+            )
+        return found
+
+
+def _kept(cached: _Entry | None, notebook: Notebook) -> Notebook:
+    """Last scan's notebook when this one says the same, so the listing need not be rebuilt."""
+    before = cached[2] if cached is not None else None
+    if before is not None and before == notebook and _reason(before) == _reason(notebook):
+        return before
+    return notebook
+
+
+def _reason(notebook: Notebook) -> str | None:
+    return notebook.error.message if notebook.error is not None else None
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _id_of(rel: str) -> str:
@@ -284,20 +429,25 @@ def _decoded(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _found(id: str, paths: list[Path], root: Path) -> _Found:
-    names = [p.relative_to(root).as_posix() for p in paths]
+def _found(id: str, names: tuple[str, ...], root: Path) -> _Found:
+    path = Path(root, names[0])
+    if _refused(id):
+        return _Found(path, names, refused=True)
     if len(names) > 1:
         spelled = ", ".join(f"{ascii(name)} ({_form(name)})" for name in names)
         return _Found(
-            paths[0],
+            path,
+            names,
             f"cannot serve notebook '{id}': {len(names)} files have this id ({spelled});"
             " names that differ only in Unicode normalization are one id: rename all but one",
         )
     if names[0] != _decoded(names[0]):
-        return _Found(paths[0], f"cannot serve notebook '{id}': its file name is not UTF-8")
+        return _Found(path, names, f"cannot serve notebook '{id}': its file name is not UTF-8")
     if CONTROL.search(names[0]):
-        return _Found(paths[0], f"cannot serve notebook '{id}': its name holds a control character")
-    return _Found(paths[0])
+        return _Found(
+            path, names, f"cannot serve notebook '{id}': its name holds a control character"
+        )
+    return _Found(path, names)
 
 
 def _form(name: str) -> str:

@@ -57,18 +57,27 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
     """Serve the charts of the notebooks in NOTEBOOK_DIR (default: ./notebooks)."""
     from .app import run
 
-    try:
-        settings = Settings.from_env(notebook_dir=notebook_dir, **options)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from None
+    settings = _settings(notebook_dir=notebook_dir, **options)
     if not settings.notebook_dir.is_dir():
         raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
     settings = settings.replace(secret=_secret(settings.secret_file))
-    try:  # before the first kernel starts: kernels run as this user
+    _forbid_dumping()  # before the first kernel starts: kernels run as this user
+    run(settings)
+
+
+def _settings(**options: Any) -> Settings:
+    """Settings from the environment and options; a value that cannot work is a usage error."""
+    try:
+        return Settings.from_env(**options)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _forbid_dumping() -> None:
+    try:
         forbid_dumping()
     except OSError as e:
         raise click.ClickException(f"cannot keep the secret from notebooks: {e.strerror}") from None
-    run(settings)
 
 
 def _secret(secret_file: Path | None) -> str | None:
@@ -121,7 +130,8 @@ def render(
     notebook_dir: Path | None,
 ) -> None:
     """Render one chart of NOTEBOOK_ID, as the server would, to a file or stdout."""
-    settings = Settings.from_env(notebook_dir=notebook_dir, kernels=1)
+    settings = _settings(notebook_dir=notebook_dir, kernels=1)
+    _forbid_dumping()  # the caller's PUBLISHER_SECRET must not reach this notebook either
     fmt = _format_of(output, fmt)
     started = time.perf_counter()
     try:
@@ -173,13 +183,16 @@ async def _render(
 
 @main.command(name="list")
 @click.argument("notebook_dir", required=False, type=Path, envvar="PUBLISHER_NOTEBOOK_DIR")
-@click.option("--json", "as_json", is_flag=True, help="Print the same JSON as /api/notebooks.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the JSON of /api/notebooks, every notebook."
+)
 def list_(notebook_dir: Path | None, as_json: bool) -> None:
     """List the notebooks in NOTEBOOK_DIR with their charts and parameters."""
-    settings = Settings.from_env(notebook_dir=notebook_dir)
-    notebooks = [notebook_json(nb) for nb in Catalog(settings.notebook_dir).all()]
-    if as_json:
-        click.echo(json.dumps({"notebooks": notebooks}, indent=2, ensure_ascii=False))
+    settings = _settings(notebook_dir=notebook_dir)
+    notebooks = [notebook_json(nb) for nb in Catalog(settings.notebook_dir).all()]  # natural order
+    if as_json:  # every notebook on one page: the shape of /api/notebooks without its links
+        body = {"notebooks": notebooks, "total": len(notebooks)}
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
         return
     for nb in notebooks:
         click.echo(f"{nb['id']}  ({nb['title']})")

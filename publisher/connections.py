@@ -76,6 +76,10 @@ class Connection(web.RequestHandler):
         if self._request_count != parsed:  # headers complete, or unparseable: either ends them
             self._stop_clock()
             self._body = self._messages[-1][1] if self._messages else None
+            if not data.endswith(b"\r\n\r\n") and self._awaits_headers():
+                # the chunk went on past that request: the start of a pipelined next one
+                self._start_clock()
+                self._heard = True
 
     def _awaits_headers(self) -> bool:
         """Whether bytes arriving now begin a request, rather than a body or an upgrade."""

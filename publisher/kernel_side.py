@@ -21,7 +21,9 @@ from __future__ import annotations
 import copy
 import gc
 import importlib
+import importlib.util
 import os
+import site
 import sys
 import types
 import warnings
@@ -40,6 +42,7 @@ _watched: list[
     tuple[str, Any, int, tuple[int, ...], dict[str, int]]
 ] = []  # library namespaces reset cannot restore
 _LIBRARIES = ("numpy", "pandas", "matplotlib", "PIL", "cycler", "dateutil")
+_ALWAYS = ("numpy", "pandas", "matplotlib.pyplot")
 # Namespaces a render legitimately changes (the backend's globals, figure bookkeeping);
 # reset() restores them whole, so they are not watched.
 _NAMESPACES = (
@@ -54,10 +57,17 @@ _NAMESPACES = (
 
 
 def warm(modules: list[str]) -> None:
-    """Import what renders will need, and bring matplotlib to the state of a first figure."""
+    """Import what renders will need, and bring matplotlib to the state of a first figure.
+
+    The data libraries are imported whatever ``modules`` says: their state is only
+    restored, and their classes only watched, when they are loaded before the snapshot.
+    """
     global _original_print_figure
     for name in modules:
         importlib.import_module(name)
+    for name in _ALWAYS:
+        if importlib.util.find_spec(name.partition(".")[0]) is not None:
+            importlib.import_module(name)
     import matplotlib.pyplot as plt
     from IPython.core import pylabtools
 
@@ -66,6 +76,7 @@ def warm(modules: list[str]) -> None:
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
         pylabtools.print_figure = _print_figure  # type: ignore[assignment]
+        _guard_raster_size()
     # A new kernel loads the inline backend at its first figure, and only then registers
     # the hooks that show a figure when a cell ends: do it now, so the snapshot has them.
     plt._get_backend_mod()
@@ -95,8 +106,10 @@ def reset() -> None:
     Runs after a render, off the request's path. The answer is a display output
     rather than a value, so nothing lands in the notebook's ``_`` or ``Out``.
     """
+    global _guarding
     from IPython import get_ipython
 
+    _guarding = False
     shell = get_ipython()
     # reset() would flush the output cache with a full gc.collect(), tens of
     # milliseconds; renders run with store_history=False, so there is no cache.
@@ -294,10 +307,10 @@ def _save_warnings() -> tuple[list[Any], Any]:
 
 def _restore_warnings(saved: tuple[list[Any], Any]) -> None:
     filters, show = saved
+    warnings.resetwarnings()  # public, and it invalidates every "shown once" registry
     current: Any = warnings.filters
     current[:] = filters
     warnings.showwarning = show
-    warnings._filters_mutated()  # type: ignore[attr-defined]  # each warning shows again, as new
 
 
 def _save_numpy() -> tuple[Any, Any]:
@@ -354,6 +367,40 @@ def _restore_units(saved: dict[Any, Any]) -> None:
         registry.update(saved)
 
 
+def _save_registries() -> tuple[dict[str, Any], dict[str, Any], list[Any], list[Any]]:
+    """Named colormaps and color sequences a notebook registers, and fonts it adds."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    fonts: Any = font_manager.fontManager
+    mpl: Any = matplotlib  # the registries' dicts are private: typed stubs omit them
+    return (
+        dict(mpl.colormaps._cmaps),
+        dict(mpl.color_sequences._color_sequences),
+        list(fonts.ttflist),
+        list(fonts.afmlist),
+    )
+
+
+def _restore_registries(saved: tuple[dict[str, Any], dict[str, Any], list[Any], list[Any]]) -> None:
+    import matplotlib
+    from matplotlib import font_manager
+
+    colormaps, sequences, ttf, afm = saved
+    mpl: Any = matplotlib
+    for current, kept in (
+        (mpl.colormaps._cmaps, colormaps),
+        (mpl.color_sequences._color_sequences, sequences),
+    ):
+        if current != kept:
+            current.clear()
+            current.update(kept)
+    fonts: Any = font_manager.fontManager
+    if len(fonts.ttflist) != len(ttf) or len(fonts.afmlist) != len(afm):
+        fonts.ttflist[:], fonts.afmlist[:] = ttf, afm
+        fonts._findfont_cached.cache_clear()
+
+
 def _save_process() -> dict[str, Any]:
     return {"path": list(sys.path), "environ": dict(os.environ), "modules": set(sys.modules)}
 
@@ -379,6 +426,7 @@ RESTORED: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "numpy": (_save_numpy, _restore_numpy),
     "pandas options": (_save_pandas, _restore_pandas),
     "matplotlib units": (_save_units, _restore_units),
+    "colormaps, color sequences, fonts": (_save_registries, _restore_registries),
     "sys.path, environment, cwd": (_save_process, _restore_process),
 }
 
@@ -386,13 +434,15 @@ RESTORED: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
 def _forget_local_modules() -> None:
     """Drop modules a render imported from the notebooks' folder (a helper.py beside a
     notebook), so the next notebook imports its own; libraries stay loaded, wherever they
-    were installed from."""
+    were installed from (a virtualenv inside the notebooks' folder included)."""
     roots = [os.path.realpath(root) for root in _saved["roots"]]
+    installed = [os.path.realpath(p) for p in {*site.getsitepackages(), site.getusersitepackages()}]
     known = _saved["sys.path, environment, cwd"]["modules"]
     for name in set(sys.modules) - known:
         module = sys.modules[name]
         places = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
-        if any(place and _inside(os.path.realpath(place), roots) for place in places):
+        local = [os.path.realpath(place) for place in places if place]
+        if any(_inside(place, roots) and not _inside(place, installed) for place in local):
             del sys.modules[name]
     importlib.invalidate_caches()
 
@@ -415,9 +465,11 @@ def prepare(
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
+    global _guarding
     _saved["roots"].add(root)
     os.chdir(cwd)
     _options.update(dpi=dpi, width=width, height=height, max_pixels=max_pixels)
+    _guarding = True
     config = InlineBackend.instance()
     config.figure_formats = {fmt}
     # Bound again even when the trait did not change: a notebook's %matplotlib may have
@@ -429,7 +481,9 @@ def _print_figure(fig: Any, fmt: str = "png", bbox_inches: Any = "tight", **kwar
     """Print with the render's options: dpi, and an exact pixel size when one was asked for.
 
     With no options this is IPython's own print_figure, untouched, so the image
-    is the one a new kernel shows. Either way the final size is checked first.
+    is the one a new kernel shows. Either way no raster past the limit is drawn:
+    an exact size is checked first, and any other (a tight crop takes in what is
+    drawn outside the figure) when matplotlib allocates it, before it draws.
     """
     dpi, width, height = _options["dpi"], _options["width"], _options["height"]
     asked = bool(dpi or width or height)
@@ -446,12 +500,46 @@ def _print_figure(fig: Any, fmt: str = "png", bbox_inches: Any = "tight", **kwar
             return None
         fig.set_size_inches(width / dpi, height / dpi)
         bbox_inches = None
-    else:
-        scale = (kwargs.get("dpi") or fig.dpi) * (2 if fmt == "retina" else 1)
-        w_in, h_in = fig.get_size_inches()
-        if not _size_allowed(round(w_in * scale), round(h_in * scale), asked=asked):
-            return None
-    return _original_print_figure(fig, fmt=fmt, bbox_inches=bbox_inches, **kwargs)
+    try:
+        return _original_print_figure(fig, fmt=fmt, bbox_inches=bbox_inches, **kwargs)
+    except _TooLarge as e:
+        _size_allowed(e.width, e.height, asked=asked)
+        return None
+
+
+class _TooLarge(Exception):
+    """Raised where a canvas past the limit would be allocated; a notebook that draws one
+    itself (``fig.canvas.draw()``) fails with this message."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(
+            f"a {width}x{height} pixel canvas is past the server's limit of"
+            f" {_options['max_pixels']} pixels on a side"
+        )
+        self.width, self.height = width, height
+
+
+_guarding = False  # a render is running: the raster size limit applies
+
+
+def _guard_raster_size() -> None:
+    """Refuse to allocate an Agg canvas past the limit while a render runs.
+
+    The canvas is allocated at the final size, crop and dpi applied, and before
+    anything is drawn on it: the one place that sees the true size in time. Not
+    only printing allocates one: pyplot's hook draws every figure when a cell ends.
+    """
+    from matplotlib.backends import backend_agg
+
+    allocate = backend_agg.RendererAgg.__init__
+
+    def guarded(self: Any, width: float, height: float, dpi: float) -> None:
+        limit = _options["max_pixels"]
+        if _guarding and limit is not None and (width > limit or height > limit):
+            raise _TooLarge(round(width), round(height))
+        allocate(self, width, height, dpi)
+
+    backend_agg.RendererAgg.__init__ = guarded  # type: ignore[method-assign]
 
 
 def _size_allowed(width: int, height: int, asked: bool) -> bool:

@@ -61,7 +61,9 @@ class Settings:
         "numpy,pandas,matplotlib,matplotlib.pyplot",
         "Modules each warm kernel imports before its first render (comma-separated).",
     )
-    scan_interval: float = _setting(1.0, "Seconds between checks of a notebook file for edits.")
+    scan_interval: float = _setting(
+        1.0, "Seconds between scans of the notebook folder for new, edited and removed notebooks."
+    )
     error_ttl: float = _setting(
         10.0, "Seconds a failed render's error is answered again before the render is retried."
     )

@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from . import state
-from .api import notebook_json
+from .api import folder_json, notebook_json, page_json
+from .browse import api_criteria, one_value, page_of
 from .errors import BrokenNotebook, RequestTooLarge, UnknownChart, UnknownNotebook
 from .logs import CACHE_HEADER
 from .service import MISS, RenderRequest, Result
@@ -70,10 +71,23 @@ def _matches(request: web.Request, etag: str) -> bool:
 
 
 async def notebooks(request: web.Request) -> web.Response:
-    catalog = request.app[state.SERVICE].catalog
-    signer = request.app[state.SIGNER]
-    body = {"notebooks": [notebook_json(nb, signer) for nb in catalog.all()]}
-    return web.json_response(body, dumps=_dumps)
+    """Every notebook, or one page of those a search and a folder select, in natural order."""
+    listing = await request.app[state.SERVICE].catalog.current()
+    criteria = api_criteria(request.query, len(listing))
+    found = listing.find(criteria.query, criteria.folder)
+    page = page_of(found, criteria.offset, criteria.limit)
+
+    def link(offset: int) -> str:
+        return str(request.rel_url.update_query(offset=offset, limit=criteria.limit))
+
+    return web.json_response(page_json(page, request.app[state.SIGNER], link), dumps=_dumps)
+
+
+async def folders(request: web.Request) -> web.Response:
+    """The folder tree (below ``?folder=``), with how many notebooks each folder holds."""
+    folder = one_value(request.query, "folder")
+    listing = await request.app[state.SERVICE].catalog.current()
+    return web.json_response(folder_json(listing, listing.folder(folder)), dumps=_dumps)
 
 
 async def one_notebook(request: web.Request) -> web.Response:

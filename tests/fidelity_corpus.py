@@ -144,6 +144,13 @@ LEAVERS: dict[str, list[Cell]] = {
         + "\npd.set_option('display.precision', 1)\npd.plotting.register_matplotlib_converters()",
         _DRAW,
     ),
+    "registers_a_colormap": _nb(
+        MPL + "\nimport matplotlib\nfrom matplotlib.colors import LinearSegmentedColormap\n"
+        "brand = LinearSegmentedColormap.from_list('brand', ['#003f5c', '#ffa600'])\n"
+        "matplotlib.colormaps.register(brand)",
+        "fig, ax = plt.subplots(figsize=(4, 3))\n"
+        "ax.imshow(np.arange(12).reshape(3, 4), cmap='brand')",
+    ),
     "process_state": _nb(
         MPL + "\nimport os, sys\nos.environ['CHART_TITLE'] = 'leaked title'\n"
         "sys.path.insert(0, '/tmp')\nos.chdir('/')\nmonths, sales, df, title = 1, 2, 3, 4",
@@ -161,7 +168,11 @@ RETIRING: dict[str, list[Cell]] = {
         "matplotlib.axes.Axes.plot = loud_plot",
         _DRAW,
     ),
-    "rebinds_a_global": _nb(
+    "rebinds_a_module_global": _nb(
+        MPL + "\nimport matplotlib.dates\nmatplotlib.dates.DAYS_PER_YEAR = 360",
+        _DRAW,
+    ),
+    "adds_a_method": _nb(
         PD + "\npd.DataFrame.total = lambda self: self.sum(axis=1)",
         "df = pd.DataFrame({'a': [1, 2], 'b': [3, 4]})\nax = df.total().plot.bar()",
     ),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import unicodedata
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from publisher import catalog as catalog_module
 from publisher.api import notebook_json
 from publisher.catalog import Catalog
 from publisher.errors import BrokenNotebook, UnknownChart, UnknownNotebook
@@ -135,6 +138,14 @@ def test_a_broken_notebooks_error_is_raised_fresh_each_time(reference_dir: Path)
     assert notebook.error is not None and notebook.error.__traceback__ is None
 
 
+def test_a_broken_notebooks_error_keeps_no_frames_of_the_error_it_came_from(
+    reference_dir: Path,
+) -> None:
+    error = Catalog(reference_dir).get("badparams").error
+    assert error is not None and "parameters cell" in error.message
+    assert error.__traceback__ is None and error.__context__ is None
+
+
 def test_a_folder_named_like_a_notebook_is_listed_as_broken(tmp_path: Path) -> None:
     (tmp_path / "odd.ipynb").mkdir()
     write_notebook(tmp_path / "odd.ipynb" / "inside.ipynb", [chart()])
@@ -236,3 +247,150 @@ def test_listing_walks_the_folder_once_however_short_the_interval(
 
     monkeypatch.setattr(catalog, "_walk", counted)
     assert len(catalog.all()) == 5 and len(walks) == 1
+
+
+def test_ids_and_listings_are_in_natural_order(tmp_path: Path) -> None:
+    for id in ["Report 10", "Report 2", "team10/x", "team2/x", "Report 1"]:
+        write_notebook(tmp_path / f"{id}.ipynb", [chart()])
+    expected = ["Report 1", "Report 2", "Report 10", "team2/x", "team10/x"]
+    assert Catalog(tmp_path).ids() == expected
+    assert [nb.id for nb in Catalog(tmp_path).all()] == expected
+
+
+def watched(folder: Path) -> Catalog:
+    """A catalog as the server keeps it: scanned, and then only read by requests."""
+    catalog = Catalog(folder, scan_interval=0)
+    catalog.scan()
+    catalog.watched = True
+    return catalog
+
+
+def test_a_watched_catalog_answers_without_a_file_system_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(tmp_path / "nb.ipynb", [chart()])
+    catalog = watched(tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file system call on a request's path")
+
+    for name in ("stat", "lstat", "scandir", "walk", "open"):
+        monkeypatch.setattr(os, name, refuse)
+    for name in ("stat", "read_bytes", "resolve"):
+        monkeypatch.setattr(Path, name, refuse)
+    assert catalog.get("nb").error is None
+    assert [nb.id for nb in catalog.all()] == ["nb"]
+    with pytest.raises(UnknownNotebook):
+        catalog.get("nope")  # an unknown id from a URL walks nothing either
+
+
+def test_a_scan_reads_again_only_the_notebook_that_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [write_notebook(tmp_path / f"nb{i}.ipynb", [chart()]) for i in range(5)]
+    catalog = Catalog(tmp_path, scan_interval=0)
+    first = catalog.scan()
+    loads: list[str] = []
+    load = catalog_module.load
+    monkeypatch.setattr(catalog_module, "load", lambda id, path: loads.append(id) or load(id, path))
+
+    assert catalog.scan() is first and loads == []  # nothing changed: nothing read or rebuilt
+    write_notebook(paths[3], [chart("ax.plot([3, 1])")])
+    second = catalog.scan()
+    assert loads == ["nb3"]
+    assert second is not first and second.get("nb0") is first.get("nb0")
+    assert second.get("nb3") is not first.get("nb3")
+
+
+def test_files_that_cannot_be_served_do_not_rebuild_the_listing(tmp_path: Path) -> None:
+    (tmp_path / "nbs").mkdir()
+    folder = tmp_path / "nbs"
+    (folder / "folder.ipynb").mkdir()
+    (folder / "junk.ipynb").write_text("not json")
+    os.symlink(tmp_path / "gone.ipynb", folder / "dangling.ipynb")
+    os.symlink(write_notebook(tmp_path / "out.ipynb", [chart()]), folder / "outside.ipynb")
+    catalog = Catalog(folder, scan_interval=0)
+    first = catalog.scan()
+    assert len(first) == 4 and all(nb.error is not None for nb in first.notebooks)
+    assert catalog.scan() is first
+
+
+async def test_refresh_scans_in_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = Catalog(tmp_path)
+    threads: list[threading.Thread] = []
+    scan = catalog.scan
+    monkeypatch.setattr(
+        catalog, "scan", lambda: threads.append(threading.current_thread()) or scan()
+    )
+    await catalog.refresh()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+
+
+async def test_before_its_first_scan_ends_a_listing_waits_and_a_notebook_is_read_alone(
+    tmp_path: Path,
+) -> None:
+    write_notebook(tmp_path / "nb.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    catalog.watched = True  # as the server sets it when its background task starts
+    waiting = asyncio.ensure_future(catalog.current())
+    await asyncio.sleep(0)  # let it run until it blocks
+    assert not waiting.done()
+    assert catalog.get("nb").error is None  # a chart request need not wait for every notebook
+    await catalog.refresh()
+    assert [nb.id for nb in (await waiting).notebooks] == ["nb"]
+
+
+async def test_scanned_waits_for_a_scan_that_starts_after_it(tmp_path: Path) -> None:
+    catalog = watched(tmp_path)
+    running = asyncio.ensure_future(catalog.refresh())
+    await asyncio.sleep(0)
+    write_notebook(tmp_path / "new.ipynb", [chart()])  # the scan under way may miss it
+    waiter = asyncio.ensure_future(catalog.scanned())
+    await running
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await catalog.refresh()  # what the server's background task does every scan_interval
+    await waiter
+    assert catalog.get("new").error is None
+
+
+async def test_a_failed_scan_wakes_its_waiters_and_the_next_one_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(tmp_path / "nb.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    catalog.watched = True
+    waiter = asyncio.ensure_future(catalog.scanned())
+    await asyncio.sleep(0)
+    scan = catalog.scan
+    monkeypatch.setattr(catalog, "scan", lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # the background task logs it and goes on
+        await catalog.refresh()
+    await waiter  # not left waiting for a scan that will never end
+    monkeypatch.setattr(catalog, "scan", scan)
+    await catalog.refresh()
+    assert [nb.id for nb in (await catalog.current()).notebooks] == ["nb"]
+
+
+def test_a_folder_that_cannot_be_read_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(tmp_path / "open" / "a.ipynb", [chart()])
+    write_notebook(tmp_path / "closed" / "b.ipynb", [chart()])
+    scandir = os.scandir
+
+    def refuse_closed(path: str) -> object:
+        if path.endswith("closed"):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_closed)
+    assert Catalog(tmp_path).ids() == ["open/a"]
+
+
+def test_an_entry_that_cannot_be_stated_is_not_a_folder() -> None:
+    class Vanished:
+        def is_dir(self, follow_symlinks: bool = True) -> bool:
+            raise FileNotFoundError(2, "No such file or directory")
+
+    assert catalog_module._is_folder(Vanished()) is False  # type: ignore[arg-type]

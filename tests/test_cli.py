@@ -263,3 +263,25 @@ def test_serve_stops_when_it_cannot_hide_its_environment(
 def test_serve_refuses_a_missing_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no notebook folder" in result.output
+
+
+def test_render_stops_dumping_before_any_kernel_starts(
+    run, monkeypatch: pytest.MonkeyPatch, served: list[object]
+) -> None:
+    async def render(*args: object) -> tuple[bytes, str]:
+        served.append("render")
+        return b"\x89PNG", "miss"
+
+    monkeypatch.setattr(publisher.cli, "_render", render)
+    assert run("render", "echo").exit_code == 0
+    assert served == ["forbid_dumping", "render"]
+
+
+@pytest.mark.parametrize("command", [["render", "echo"], ["serve"]])
+def test_a_setting_from_the_environment_that_cannot_work_is_a_usage_error(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[object], command: list[str]
+) -> None:
+    monkeypatch.setenv("PUBLISHER_HEADER_TIMEOUT", "0")
+    result = run(*command, *([str(tmp_path)] if command == ["serve"] else []))
+    assert result.exit_code == 2 and "--header-timeout" in result.output
+    assert served == []

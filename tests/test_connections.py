@@ -93,6 +93,17 @@ async def test_a_header_left_unfinished_gets_408_and_the_connection_closes(
     assert seconds >= HEADER_TIMEOUT * 0.8
 
 
+async def test_a_pipelined_header_left_unfinished_gets_408_too(client: TestClient) -> None:
+    """One chunk: a whole request, then the start of the next, then silence."""
+    reader, writer = await connect(client)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + PARTIAL)
+    answer, _ = await answer_and_close(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    late = answer[answer.rindex(b"HTTP/1.") :]
+    assert json_error(late, 408)["code"] == "request_timeout"
+
+
 async def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
     client: TestClient,
 ) -> None:

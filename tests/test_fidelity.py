@@ -28,7 +28,7 @@ from PIL import Image, ImageChops
 from publisher.app import POOL
 
 from .conftest import serve, test_settings
-from .fidelity_corpus import LEAVERS, write_corpus
+from .fidelity_corpus import LEAVERS, RETIRING, write_corpus
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 Corpus = tuple[Path, dict[str, list[str]]]
@@ -134,7 +134,7 @@ async def test_shuffled_orders(
     assert await mismatches(one_kernel, oracle, order) == []
 
 
-@pytest.mark.parametrize("retiring", ["retiring/patches_a_class", "retiring/rebinds_a_global"])
+@pytest.mark.parametrize("retiring", [f"retiring/{name}" for name in RETIRING])
 async def test_a_kernel_reset_cannot_clean_is_retired(
     one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, retiring: str
 ) -> None:

@@ -125,9 +125,19 @@ async def test_a_file_that_cannot_be_served_answers_with_why(client: TestClient)
     assert error["code"] == "broken_notebook" and "normalization" in error["message"]
 
 
-async def test_the_gallery_shows_every_notebook(client: TestClient) -> None:
-    page = await (await client.get("/")).text()
+async def test_the_gallery_shows_every_notebook_on_its_folders_page(client: TestClient) -> None:
     for id in [*SERVED, CONFLICT, FOLDER]:
+        folder = id.rpartition("/")[0]
+        page = await (await client.get("/", params={"folder": folder})).text()
+        assert f"<code>{escape(id)}</code>" in page
+
+
+async def test_a_search_for_each_odd_name_finds_it(client: TestClient) -> None:
+    for id in [*SERVED, CONFLICT, FOLDER]:
+        for spelled in (id, nfd(id).upper()):  # any case, any normalization
+            response = await client.get("/api/notebooks", params={"q": spelled})
+            assert id in [nb["id"] for nb in (await response.json())["notebooks"]], spelled
+        page = await (await client.get("/", params={"q": id})).text()
         assert f"<code>{escape(id)}</code>" in page
 
 

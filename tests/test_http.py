@@ -26,6 +26,11 @@ def renders(client: TestClient) -> int:
     return client.app[SERVICE].stats.renders
 
 
+async def noticed(client: TestClient) -> None:
+    """Wait for the server's background scan to see what a test just wrote or removed."""
+    await client.app[SERVICE].catalog.scanned()
+
+
 def png_size(body: bytes) -> tuple[int, int]:
     assert body[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", body[16:24])
@@ -277,8 +282,10 @@ async def test_edited_notebook_gives_a_new_image_at_the_same_url(
 ) -> None:
     path = reference_dir / "edited.ipynb"
     write_notebook(path, [IMPORTS, chart("ax.plot([1, 2])")])
+    await noticed(client)
     first = await client.get("/charts/edited.png")
     write_notebook(path, [IMPORTS, chart("ax.plot([2, 1, 5])")])
+    await noticed(client)
     second = await client.get("/charts/edited.png")
     assert first.status == second.status == 200
     assert second.headers["X-Publisher-Cache"] == "miss"
@@ -289,10 +296,12 @@ async def test_added_and_removed_notebooks_show_without_restart(
     client: TestClient, reference_dir: Path
 ) -> None:
     path = write_notebook(reference_dir / "fresh.ipynb", [IMPORTS, chart()])
+    await noticed(client)
     listing = await (await client.get("/api/notebooks")).json()
     assert "fresh" in {nb["id"] for nb in listing["notebooks"]}
     assert (await client.get("/charts/fresh.png")).status == 200
     path.unlink()
+    await noticed(client)
     listing = await (await client.get("/api/notebooks")).json()
     assert "fresh" not in {nb["id"] for nb in listing["notebooks"]}
     assert (await client.get("/charts/fresh.png")).status == 404
@@ -311,6 +320,7 @@ async def test_gallery_page_links_versioned_assets_cached_for_good(client: TestC
 
 async def test_gallery_escapes_what_notebooks_say(client: TestClient, reference_dir: Path) -> None:
     path = write_notebook(reference_dir / "xss.ipynb", ["# <script>alert(1)</script>", chart()])
+    await noticed(client)
     try:
         text = await (await client.get("/")).text()
         assert "<script>alert(1)</script>" not in text
@@ -365,6 +375,7 @@ async def test_the_same_notebook_in_two_folders_reads_each_folders_data(
         (reference_dir / name).mkdir(exist_ok=True)
         (reference_dir / name / "reads_csv.ipynb").write_text(source)
         (reference_dir / name / "data.csv").write_text(rows)
+    await noticed(client)
     east = await client.get("/charts/east/reads_csv.png")
     west = await client.get("/charts/west/reads_csv.png")
     assert east.status == west.status == 200
@@ -376,6 +387,7 @@ async def test_a_broken_notebook_does_not_hide_a_notebook_in_its_folder(
     client: TestClient, reference_dir: Path
 ) -> None:
     write_notebook(reference_dir / "badparams" / "inner.ipynb", [IMPORTS, chart()])
+    await noticed(client)
     assert (await client.get("/charts/badparams/inner.png")).status == 200
     assert (await client.get("/charts/badparams.png")).status == 500
 
@@ -390,6 +402,7 @@ async def test_a_default_the_parameters_cell_computes_is_not_overwritten(
     write_notebook(
         reference_dir / "computed.ipynb", [IMPORTS, (params, ["parameters"]), chart(body)]
     )
+    await noticed(client)
     assert (await client.get("/charts/computed.png")).status == 200
     assert (await client.get("/charts/computed.png?start=given")).status == 200
 

@@ -18,14 +18,11 @@ from .notebooks import IMPORTS, write_notebook
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-def figure(width: float, height: float, dpi: int = 100) -> list[str | tuple[str, list[str]]]:
-    return [
-        IMPORTS,
-        (
-            f"fig, ax = plt.subplots(figsize=({width}, {height}), dpi={dpi})\nax.plot([1, 3, 2])",
-            ["chart"],
-        ),
-    ]
+def figure(
+    width: float, height: float, dpi: int = 100, extra: str = ""
+) -> list[str | tuple[str, list[str]]]:
+    draw = f"fig, ax = plt.subplots(figsize=({width}, {height}), dpi={dpi})\nax.plot([1, 3, 2])"
+    return [IMPORTS, (f"{draw}\n{extra}", ["chart"])]
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -35,6 +32,14 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Test
     write_notebook(folder / "ribbon.ipynb", figure(0.5, 20))
     write_notebook(folder / "plain.ipynb", figure(8, 4))
     write_notebook(folder / "poster.ipynb", figure(50, 30))
+    legend = "ax.legend(['sales, all regions, net of returns'], loc='upper left', bbox_to_anchor=(1.02, 1))"
+    write_notebook(folder / "legend.ipynb", figure(6.5, 4, extra=legend))
+    write_notebook(folder / "far_label.ipynb", figure(4, 3, extra="ax.text(60, 0.5, 'label')"))
+    retina = (
+        "%config InlineBackend.figure_format = 'retina'\n"
+        "%config InlineBackend.print_figure_kwargs = {'dpi': 300, 'bbox_inches': 'tight'}"
+    )
+    write_notebook(folder / "retina.ipynb", [retina, *figure(8, 6)])
     settings = test_settings(folder, tmp_path_factory.mktemp("cache"), max_pixels=4096)
     async with serve(settings) as client:
         yield client
@@ -85,3 +90,29 @@ async def test_the_kernel_is_kept_after_a_refused_size(client: TestClient) -> No
     assert (await client.get("/charts/banner.png?_height=3000")).status == 400
     assert (await client.get("/charts/plain.png?_width=640")).status == 200
     assert client.app[POOL].restarts == before
+
+
+async def test_a_tight_crop_that_grows_past_the_limit_is_refused_before_drawing(
+    client: TestClient,
+) -> None:
+    # 6.5 x 4 inches at 600 dpi fits (3900 pixels); the legend outside the axes does not
+    response = await client.get("/charts/legend.png?_dpi=600")
+    assert response.status == 400
+    assert "4096" in (await error_of(response))["message"]
+    assert (await client.get("/charts/legend.png?_dpi=300")).status == 200
+
+
+async def test_a_drawing_far_outside_its_figure_is_a_500_not_a_huge_image(
+    client: TestClient,
+) -> None:
+    response = await client.get("/charts/far_label.png")
+    assert response.status == 500
+    assert (await error_of(response))["code"] == "image_too_large"
+
+
+async def test_the_limit_counts_pixels_as_ipython_does_for_retina(client: TestClient) -> None:
+    # a dpi in print_figure_kwargs replaces retina's doubling: 8 x 6 inches at 300 dpi
+    response = await client.get("/charts/retina.png")
+    assert response.status == 200
+    width, height = Image.open(io.BytesIO(await response.read())).size
+    assert width <= 2400 and height <= 1800

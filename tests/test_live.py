@@ -115,6 +115,7 @@ async def test_a_failing_revalidation_keeps_serving_stale_and_runs_once(
         "import os\nassert not os.path.exists('down'), 'data source down'\nax.plot([1])"
     )
     write_notebook(folder / "flaky.ipynb", [IMPORTS, failing], {"publisher": {"ttl": TTL}})
+    await service.catalog.scanned()  # the server reads new notebooks in the background
     first = await client.get("/charts/flaky.png")
     assert first.status == 200
     (folder / "down").write_text("")

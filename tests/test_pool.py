@@ -341,12 +341,18 @@ async def test_a_kernel_that_grew_past_its_memory_limit_is_replaced(tmp_path: Pa
         await pool.close()
 
 
-def test_the_server_and_the_command_line_build_the_same_pool() -> None:
-    settings = Settings(kernels=3, renders_per_kernel=7, kernel_memory_mb=64, timeout=9)
-    pool = KernelPool.from_settings(settings, size=1)
-    assert (pool.size, pool.renders_per_kernel, pool.max_rss, pool.wait_timeout) == (
-        1,
-        7,
-        64 * 2**20,
-        9,
+def test_the_server_and_the_command_line_build_the_same_pool(tmp_path: Path) -> None:
+    settings = Settings(
+        notebook_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        kernels=3,
+        renders_per_kernel=7,
+        kernel_memory_mb=64,
+        timeout=9,
     )
+
+    def shape(pool: KernelPool) -> tuple[object, ...]:
+        return (pool.size, pool.renders_per_kernel, pool.max_rss, pool.wait_timeout)
+
+    assert shape(create_app(settings)[POOL]) == (3, 7, 64 * 2**20, 9)
+    assert shape(KernelPool.from_settings(settings, size=1)) == (1, 7, 64 * 2**20, 9)

@@ -1,9 +1,12 @@
-// The gallery's live part: a preview of the values a person picks, embed snippets, copy buttons.
-// Text from the server only reaches the page through textContent and form values, never as HTML.
+// The gallery's live part: a preview of the values a person picks, embed snippets, copy buttons,
+// and a search that refines the results as one types.
+// Text from the server only reaches the page through textContent and form values, or as this
+// server's own page parsed by DOMParser (which runs no script), never as a string of HTML.
 "use strict";
 
 (() => {
   const DEBOUNCE_MS = 350;
+  const SEARCH_MS = 250;
   const COPIED_MS = 1600;
   const root = document.documentElement;
   const HIDPI = root.dataset.hidpi;
@@ -196,6 +199,63 @@
     }, COPIED_MS);
   }
 
+  /**
+   * Typing in the search box fetches this same page for the new words and swaps in its results,
+   * so the server's search (and its HTML, which works without JavaScript) is the only one.
+   */
+  function setUpSearch(form) {
+    const main = document.getElementById("notebooks");
+    const startedIn = new URLSearchParams(location.search).get("folder") || "";
+    let timer;
+    let inFlight;
+    let generation = 0;
+
+    /** The page for what the form holds; with the box emptied, the folder the page started in. */
+    const target = () => {
+      const params = new URLSearchParams();
+      for (const [name, value] of new FormData(form)) {
+        if (String(value).trim()) params.append(name, value);
+      }
+      if (!params.has("q")) {
+        params.delete("folder");
+        if (startedIn) params.set("folder", startedIn);
+      }
+      const query = params.toString();
+      return query ? `?${query}` : location.pathname;
+    };
+
+    async function refine() {
+      clearTimeout(timer);
+      const url = target();
+      const ticket = ++generation;
+      if (inFlight) inFlight.abort();
+      inFlight = new AbortController();
+      main.setAttribute("aria-busy", "true");
+      try {
+        const response = await fetch(url, { headers: { Accept: "text/html" }, signal: inFlight.signal });
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = page.getElementById("notebooks");
+        if (ticket !== generation) return;
+        if (!fresh) throw new Error(`${response.status} ${response.statusText}`.trim());
+        main.replaceChildren(...fresh.childNodes);
+        document.title = page.title;
+        history.replaceState(null, "", url);
+        for (const card of main.querySelectorAll(".chart")) setUpChart(card);
+      } catch (error) {
+        if (error.name === "AbortError" || ticket !== generation) return;
+        const summary = main.querySelector(".summary");
+        if (summary) summary.textContent = `The search could not be run (${error.message}).`;
+      } finally {
+        if (ticket === generation) main.removeAttribute("aria-busy");
+      }
+    }
+
+    form.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(refine, SEARCH_MS);
+    });
+  }
+
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-copy]");
     if (button) copy(button);
@@ -205,4 +265,6 @@
   });
 
   for (const card of document.querySelectorAll(".chart")) setUpChart(card);
+  const search = document.querySelector("form.search");
+  if (search) setUpSearch(search);
 })();
