@@ -104,7 +104,8 @@ SMALL = [
 ]
 
 
-def write_small(folder: Path) -> None:
+def write_notebook(path: Path, cells: list[tuple[str, list[str]]]) -> None:
+    """A notebook of code cells with their tags, as Jupyter saves one."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -114,9 +115,12 @@ def write_small(folder: Path) -> None:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    for source, tags in SMALL:
-        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
-    nbformat.write(nb, folder / "small.ipynb")
+    nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for src, tags in cells]
+    nbformat.write(nb, path)
+
+
+def write_small(folder: Path) -> None:
+    write_notebook(folder / "small.ipynb", SMALL)
 
 
 # --------------------------------------------------------------------------- the bare server

@@ -44,7 +44,16 @@ from importlib import metadata
 from pathlib import Path
 
 from common import LOOPBACK, free_port, percentile, serve_argv  # bench/ is sys.path[0]
-from latency import REPO, Child, Seeds, get, kernel_pids, section, wait_until
+from latency import (
+    REPO,
+    Child,
+    Seeds,
+    get,
+    kernel_pids,
+    section,
+    wait_until,
+    write_notebook,
+)
 
 KG_VENV = Path.home() / ".cache" / "publisher-bench" / "kg-venv"
 KG_PACKAGES = ["jupyter_kernel_gateway", "matplotlib", "numpy", "pandas", "ipykernel"]
@@ -78,20 +87,6 @@ KG_SEED = IMPORTS + (
     "    return name"
 )
 KG_RESPONSE = "print(json.dumps({'status': 303, 'headers': {'Location': '/public/' + NAME}}))"
-
-
-def write_notebook(path: Path, cells: list[tuple[str, list[str]]]) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src, metadata={"tags": tags}) for src, tags in cells]
-    nbformat.write(nb, path)
 
 
 def write_notebooks(tmp: Path, public: Path) -> tuple[Path, Path]:

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
-from .conftest import free_port, require_program
+from .conftest import free_port, require_program, stop
 
 ROOT = Path(__file__).parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -125,12 +125,7 @@ def _serve(notebooks: Path, tmp: Path, *options: str) -> Iterator[str]:
         _wait_healthy(process, origin, log)
         yield origin
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _write_broken_notebook(path: Path) -> None:

@@ -24,7 +24,7 @@ import publisher.secret
 from publisher.secret import MAX_FILE_BYTES, SecretError, forbid_dumping, read_secret
 from publisher.signing import Signer, sign_url
 
-from .conftest import IN_CI, free_port, require_program
+from .conftest import IN_CI, free_port, require_program, stop
 from .notebooks import IMPORTS, chart, write_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,12 +274,7 @@ def snooped_server() -> Iterator[Server]:
             _wait_ready(process, origin, log)
             yield Server(origin, process.pid, notebooks)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
