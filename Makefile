@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8080
 PIP := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: install install-test system-deps serve test lint check bench soak lock clean
+.PHONY: install install-test system-deps serve test lint check bench bench-peers bench-gallery soak lock clean
 
 # Serving needs the package alone; the tests add their tools on top.
 $(VENV)/.runtime: pyproject.toml constraints.txt
@@ -43,6 +43,12 @@ check: test
 bench: install-test system-deps
 	$(PY) bench/latency.py
 	$(PY) bench/latency.py --notebook timeseries
+
+bench-peers: install-test
+	$(PY) bench/peers.py
+
+bench-gallery: install-test
+	$(PY) bench/gallery.py
 
 soak: install-test
 	$(PY) bench/soak.py

@@ -11,6 +11,7 @@ from . import state
 from .api import folder_json, notebook_json, page_json
 from .browse import api_criteria, one_value, page_of
 from .errors import BrokenNotebook, RequestTooLarge, UnknownChart, UnknownNotebook
+from .headers import CHART_HEADERS
 from .logs import CACHE_HEADER
 from .service import MISS, RenderRequest, Result
 
@@ -54,6 +55,7 @@ def _chart_response(request: web.Request, render: RenderRequest, result: Result)
         "Last-Modified": entry.last_modified,
         "Cache-Control": f"public, max-age={max_age}",
         CACHE_HEADER: result.cache,
+        **CHART_HEADERS[entry.content_type],
     }
     if result.render_seconds is not None and result.cache == MISS:
         headers["Server-Timing"] = f"render;dur={result.render_seconds * 1000:.1f}"
