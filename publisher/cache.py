@@ -184,7 +184,8 @@ class DiskCache:
         returns how many were removed."""
         if max_bytes is not None:
             self.max_bytes = max_bytes
-        self._index(self._files())
+        with self._lock:  # a write meanwhile would be missing from the new index
+            self._index(self._files())
         return self._evict()
 
     def _files(self) -> list[tuple[float, int, str]]:
@@ -198,38 +199,37 @@ class DiskCache:
         return files
 
     def _index(self, files: list[tuple[float, int, str]]) -> None:
-        with self._lock:
-            self._sizes = OrderedDict((key, size) for _, size, key in sorted(files))
-            self.size = sum(self._sizes.values())
+        self._sizes = OrderedDict((key, size) for _, size, key in sorted(files))
+        self.size = sum(self._sizes.values())
 
     def _account(self, key: str, size: int | None) -> None:
-        """Record a write (its size), a use (None) or a removal (0) of ``key``."""
         with self._lock:
-            if size is None:
-                if key in self._sizes:
-                    self._sizes.move_to_end(key)
-                return
-            self.size -= self._sizes.pop(key, 0)
-            if size:
-                self._sizes[key] = size
-                self.size += size
+            self._record(key, size)
+
+    def _record(self, key: str, size: int | None) -> None:
+        """Record a write (its size), a use (None) or a removal (0) of ``key``; under the lock."""
+        if size is None:
+            if key in self._sizes:
+                self._sizes.move_to_end(key)
+            return
+        self.size -= self._sizes.pop(key, 0)
+        if size:
+            self._sizes[key] = size
+            self.size += size
 
     def _evict(self) -> int:
         if self.max_bytes is None:
             return 0
-        victims = []
-        with self._lock:
+        removed = 0
+        with self._lock:  # unlinked under the lock: a write of the same key waits, not lost
             if self.size <= self.max_bytes:
                 return 0
             while self._sizes and self.size > self.max_bytes * 0.9:
                 key, size = self._sizes.popitem(last=False)
                 self.size -= size
-                victims.append(key)
-        removed = 0
-        for key in victims:
-            with contextlib.suppress(OSError):
-                self.path(key).unlink()
-                removed += 1
+                with contextlib.suppress(OSError):
+                    self.path(key).unlink()
+                    removed += 1
         return removed
 
     def writable(self) -> bool:
@@ -267,11 +267,12 @@ class DiskCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, path)
+            with self._lock:  # in place and counted at once: no eviction sees one and not the other
+                os.replace(tmp, path)
+                self._record(key, len(data))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._account(key, len(data))
         self._evict()
 
 

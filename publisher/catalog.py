@@ -143,6 +143,10 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
         for tag in tags:
             if tag == "chart" or tag.startswith("chart:"):
                 name = tag.partition(":")[2] or "chart"
+                if "/" in name:  # a URL's last "/" separates the notebook from its chart
+                    raise BrokenNotebook(
+                        f"notebook '{base.id}': chart names cannot hold '/' (tag {tag!r})"
+                    )
                 if name in charts:
                     raise BrokenNotebook(f"notebook '{base.id}': two cells are tagged chart:{name}")
                 charts[name] = Chart(name, index)

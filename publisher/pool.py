@@ -122,16 +122,21 @@ class KernelPool:
             self._background(self._recycle(kernel))
 
     async def _replace_now(self, used: Kernel) -> Kernel:
-        """A new kernel in the place of ``used``, started while the caller waits."""
-        self._busy.discard(used)
+        """A new kernel in the place of ``used``, started while the caller waits.
+
+        ``used`` keeps the slot counted as busy until its successor is up, so the
+        pool never looks empty (``/healthz`` stays ready) during the swap.
+        """
         self._background(used.shutdown())
         self.restarts += 1
         kernel = self.kernel_factory(self.preload)
         try:
             await kernel.start()
         except BaseException:
+            self._busy.discard(used)
             self._start_kernel()  # the slot is not lost: the pool refills it as usual
             raise
+        self._busy.discard(used)
         self._busy.add(kernel)
         return kernel
 

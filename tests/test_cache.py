@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -176,3 +177,13 @@ async def test_a_use_makes_an_entry_the_last_to_be_evicted(tmp_path: Path) -> No
     await disk.put("ee" + "d" * 62, entry(b"y" * 1000))
     assert await disk.get(keys[0]) is not None
     assert await disk.get(keys[1]) is None
+
+
+async def test_concurrent_writes_keep_the_count_equal_to_the_bytes_on_disk(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path, max_bytes=8_000)
+    keys = [f"{i:02x}" + "e" * 62 for i in range(20)]
+    writes = [disk.put(keys[i % 20], entry(bytes([i % 251]) * (500 + i))) for i in range(300)]
+    reads = [disk.get(keys[i % 20]) for i in range(100)]
+    await asyncio.gather(*writes, *reads)
+    on_disk = sum(p.stat().st_size for p in tmp_path.glob("*/*") if not p.name.startswith("."))
+    assert disk.size == on_disk <= 8_000

@@ -97,6 +97,19 @@ def test_two_cells_with_one_chart_name_make_the_notebook_broken(tmp_path: Path) 
     assert "chart:a" in message
 
 
+def test_a_chart_name_with_a_slash_makes_the_notebook_broken(tmp_path: Path) -> None:
+    message = broken_reason(tmp_path, [chart(tag="chart:by/region")])
+    assert "cannot hold '/'" in message
+
+
+@pytest.mark.parametrize("kernel", ["cold", True])
+def test_a_kernel_that_is_not_warm_or_fresh_makes_the_notebook_broken(
+    tmp_path: Path, kernel: object
+) -> None:
+    message = broken_reason(tmp_path, [chart()], {"publisher": {"kernel": kernel}})
+    assert "publisher.kernel" in message
+
+
 @pytest.mark.parametrize("ttl", [0, -5, "60", True])
 def test_a_ttl_that_is_not_a_positive_number_makes_the_notebook_broken(
     tmp_path: Path, ttl: object

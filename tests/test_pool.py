@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
-from publisher.executor import Job, RenderOptions
+from publisher.executor import Job, Kernel, RenderOptions, ResetReport
 from publisher.pool import KernelPool
 from publisher.settings import Settings
 from publisher.state import SERVICE
@@ -326,6 +326,54 @@ async def test_a_fresh_kernel_notebook_renders_each_time_in_a_new_kernel(tmp_pat
     assert seen[2] == [seen[1][0], "False"]  # an ordinary notebook reuses its kernel
     assert [seen[run][1] for run in (11, 12, 13)] == ["True"] * 3
     assert len({seen[run][0] for run in (2, 11, 12, 13)}) == 4
+
+
+class GatedKernel(Kernel):
+    """A kernel with no process, whose start waits for the test to open a gate."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.preload, self.renders, self.gate = [], 0, gate
+
+    @property
+    def pid(self) -> int:
+        return id(self)
+
+    async def start(self) -> Kernel:
+        await self.gate.wait()
+        return self
+
+    async def alive(self) -> bool:
+        return True
+
+    async def reset(self, timeout: float = 30) -> ResetReport:
+        return ResetReport([], 0)
+
+    async def shutdown(self) -> None:
+        pass
+
+
+async def test_a_fresh_kernel_swap_keeps_its_slot_busy_until_the_new_one_is_up() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    pool = KernelPool(1, [], kernel_factory=lambda preload: GatedKernel(gate))
+    try:
+        async with pool.kernel() as used:
+            used.renders = 1
+        await pool.wait_ready()
+        gate.clear()
+
+        async def fresh_render() -> Kernel:
+            async with pool.kernel(fresh=True) as kernel:
+                return kernel
+
+        swap = asyncio.ensure_future(fresh_render())
+        while pool.restarts == 0:  # the swap has begun: the new kernel is starting
+            await asyncio.sleep(0)
+        assert (pool.idle, pool.busy) == (0, 1)  # /healthz stays ready meanwhile
+        gate.set()
+        assert (await swap) is not used
+    finally:
+        await pool.close()
 
 
 async def test_a_kernel_that_grew_past_its_memory_limit_is_replaced(tmp_path: Path) -> None:
