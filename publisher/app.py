@@ -102,9 +102,9 @@ def create_app(settings: Settings) -> web.Application:
 def _watch(catalog: Catalog) -> CleanupContext:
     """Read the notebooks in the background from the start, then every ``--scan-interval``.
 
-    The server answers while the first read runs (a chart request before it
-    reads its own notebook); listings wait for it. From then on no request
-    walks, stats or parses anything.
+    The server listens while the first read runs (``/healthz`` answers); chart
+    and listing requests wait for it. From then on no request walks, stats or
+    parses anything.
     """
     scans = every(max(catalog.scan_interval, MIN_SCAN_SECONDS), catalog.refresh, at_start=True)
 

@@ -178,7 +178,9 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
     )
 
 
-_Entry = tuple[float, tuple[int, int, int] | None, Notebook | None]  # checked at, file signature
+_Entry = tuple[
+    float, tuple[int, int, int, int] | None, Notebook | None
+]  # checked at, file signature
 _MAX_REMEMBERED = 10_000
 _BACKSLASH_SEPARATES = "\\" in (os.sep, os.altsep)  # on Windows
 MIN_SCAN_SECONDS = 0.05  # a background scan at most this often, whatever --scan-interval says
@@ -337,7 +339,11 @@ class Catalog:
         return entry
 
     def _entry(self, id: str, found: _Found | None, cached: _Entry | None, now: float) -> _Entry:
-        """What an id names now; its file is read again only when its signature changed."""
+        """What an id names now; its file is read again only when its signature changed.
+
+        Whatever is wrong with one file (a link loop, a file that vanished) is
+        that notebook's problem, listed with it: a scan of the rest goes on.
+        """
         if found is None:
             return (now, None, None)
         if found.problem is not None:
@@ -345,13 +351,20 @@ class Catalog:
         try:
             stat = os.lstat(found.path)
             if S_ISLNK(stat.st_mode):  # a symlink, now or since the walk
-                if not found.path.resolve().is_relative_to(self.root):
+                target = Path(os.path.realpath(found.path))  # never raises, even on a loop
+                if not target.is_relative_to(self.root):
                     reason = f"cannot serve notebook '{id}': it links outside the notebook folder"
                     return (now, None, _kept(cached, _unservable(id, found.path, reason)))
                 stat = os.stat(found.path)
-        except OSError:  # gone since the walk, or a dangling link: load says which
-            return (now, None, _kept(cached, load(id, found.path)))
-        signature = (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)  # ctime: chmod
+        except FileNotFoundError:
+            if not os.path.lexists(found.path):
+                return (now, None, None)  # removed since the walk: gone, not broken
+            return (now, None, _kept(cached, load(id, found.path)))  # a dangling link
+        except (OSError, RuntimeError) as e:  # a link loop, a file we may not stat
+            reason = f"cannot read notebook '{id}': {getattr(e, 'strerror', None) or e}"
+            return (now, None, _kept(cached, _unservable(id, found.path, reason)))
+        # inode too: a same-size file replaced within one timestamp tick is still new
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         if cached is not None and cached[1] == signature:
             return (now, signature, cached[2])
         return (now, signature, load(id, found.path))

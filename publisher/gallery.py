@@ -127,6 +127,9 @@ def gallery_url(folder: str = "", query: str = "", page: int = 1) -> str:
     return "?" + urlencode(given, quote_via=quote, safe="/") if given else "./"
 
 
+ASSETS: web.AppKey[dict[str, str]] = web.AppKey("assets")
+
+
 def setup_gallery(app: web.Application) -> None:
     """Templates, the ``/`` route and the page's static files, on an app from ``create_app``."""
     aiohttp_jinja2.setup(
@@ -135,10 +138,16 @@ def setup_gallery(app: web.Application) -> None:
         autoescape=True,
         trim_blocks=True,  # a line that only holds a tag leaves nothing: pages are ~25% smaller
         lstrip_blocks=True,
+        auto_reload=False,  # the templates ship with the package: no stat per page
     )
     app.router.add_get("/", gallery, name="gallery")
     # ?v=<hash of the file> on every asset URL, so a new version is never read from a stale cache
-    app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    static = app.router.add_static("/static/", STATIC, name="static", append_version=True)
+    # url_for reads and hashes the file on every call: once per server is enough
+    app[ASSETS] = {
+        name: str(static.url_for(filename=name))
+        for name in ("gallery.css", "gallery.js", "favicon.svg")
+    }
     app.on_response_prepare.append(_cache_versioned_assets)
 
 
@@ -167,7 +176,6 @@ async def gallery(request: web.Request) -> web.Response:
             pager=None,
             problem=e.message,
         )
-    static = request.app.router["static"]
     context = {
         "public_url": public_base(request),
         "place": place,
@@ -176,10 +184,7 @@ async def gallery(request: web.Request) -> web.Response:
         "signed": request.app[state.SIGNER].enabled,
         "hidpi": HIDPI,
         "max_query_length": MAX_QUERY_LENGTH,
-        "assets": {
-            name: static.url_for(filename=name)
-            for name in ("gallery.css", "gallery.js", "favicon.svg")
-        },
+        "assets": request.app[ASSETS],
     }
     response = aiohttp_jinja2.render_template("gallery.html", request, context, status=status)
     response.headers["Cache-Control"] = "no-cache"

@@ -126,7 +126,7 @@ class AccessLogger(AbstractAccessLogger):
         render = headers.get("Server-Timing", "").partition("dur=")[2] or "-"
         ACCESS_LOG.add(
             f"{ACCESS_LOG.stamp()} {escape(str(request.remote))}"
-            f' "{request_field(request.method, request.path_qs)}"'
+            f' "{request_field(request.method, request.raw_path)}"'
             f" {response.status} cache={headers.get(CACHE_HEADER, '-')} render_ms={render}"
             f" total_ms={elapsed * 1000:.1f}"
         )

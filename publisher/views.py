@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -9,11 +10,12 @@ from aiohttp import web
 
 from . import state
 from .api import folder_json, notebook_json, page_json
-from .browse import api_criteria, one_value, page_of
+from .browse import Listing, api_criteria, one_value, page_of
 from .errors import BrokenNotebook, RequestTooLarge, UnknownChart, UnknownNotebook
 from .headers import CHART_HEADERS
 from .logs import CACHE_HEADER
 from .service import MISS, RenderRequest, Result
+from .signing import Signer
 
 
 async def chart(request: web.Request) -> web.StreamResponse:
@@ -24,6 +26,9 @@ async def chart(request: web.Request) -> web.StreamResponse:
             f"query string is {len(query)} characters (at most {settings.max_query_length})"
         )
     request.app[state.SIGNER].check(request)
+    catalog = request.app[state.SERVICE].catalog
+    if catalog.latest is None and catalog.watched:  # the server's first seconds only
+        await catalog.current()  # a lookup now would walk the folder on the event loop
     path, fmt = request.match_info["path"], request.match_info["fmt"]
     render = _resolve(request, path, query, fmt)
     result = await request.app[state.SERVICE].get(render)
@@ -75,6 +80,10 @@ def _matches(request: web.Request, etag: str) -> bool:
 async def notebooks(request: web.Request) -> web.Response:
     """Every notebook, or one page of those a search and a folder select, in natural order."""
     listing = await request.app[state.SERVICE].catalog.current()
+    signer = request.app[state.SIGNER]
+    if not request.query:  # every notebook: built once per listing, not once per request
+        body = _every_notebook(listing, signer)
+        return web.Response(body=body, content_type="application/json", charset="utf-8")
     criteria = api_criteria(request.query, len(listing))
     found = listing.find(criteria.query, criteria.folder)
     page = page_of(found, criteria.offset, criteria.limit)
@@ -82,7 +91,14 @@ async def notebooks(request: web.Request) -> web.Response:
     def link(offset: int) -> str:
         return str(request.rel_url.update_query(offset=offset, limit=criteria.limit))
 
-    return web.json_response(page_json(page, request.app[state.SIGNER], link), dumps=_dumps)
+    return web.json_response(page_json(page, signer, link), dumps=_dumps)
+
+
+@functools.lru_cache(maxsize=2)
+def _every_notebook(listing: Listing, signer: Signer) -> bytes:
+    """The bare URL's answer: megabytes at thousands of notebooks, and only a scan changes it."""
+    page = page_of(listing.notebooks, 0, max(1, len(listing)))
+    return _dumps(page_json(page, signer, lambda offset: "")).encode()
 
 
 async def folders(request: web.Request) -> web.Response:

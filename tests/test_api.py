@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 
 from publisher import catalog as catalog_module
+from publisher import views
 from publisher.browse import DEFAULT_LIMIT, MAX_LIMIT
 from publisher.cli import main
 from publisher.state import SERVICE
@@ -256,3 +257,10 @@ async def test_publisher_list_gives_the_same_natural_order(
     text = CliRunner().invoke(main, ["list", str(corpus[0])], catch_exceptions=False).output
     listed = [line.split("  (")[0] for line in text.splitlines() if not line.startswith(" ")]
     assert listed == natural(corpus[1])
+
+
+async def test_the_bare_url_is_built_once_per_listing(client: TestClient) -> None:
+    first = await (await client.get("/api/notebooks")).read()
+    hits = views._every_notebook.cache_info().hits
+    again = await (await client.get("/api/notebooks")).read()
+    assert again == first and views._every_notebook.cache_info().hits == hits + 1

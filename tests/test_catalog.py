@@ -136,6 +136,7 @@ def test_an_edit_is_seen_after_the_scan_interval_only(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "nb.ipynb", [chart()])
     slow, fast = Catalog(tmp_path, scan_interval=3600), Catalog(tmp_path, scan_interval=0)
     digest = slow.get("nb").digest
+    assert fast.get("nb").digest == digest  # both have read it before the edit
     nb = nbformat.read(path, as_version=4)
     nb.cells[0].source += "\n# edited"
     nbformat.write(nb, path)
@@ -244,6 +245,51 @@ def test_a_dangling_symlink_is_listed_with_why(tmp_path: Path) -> None:
     [notebook] = Catalog(tmp_path).all()
     assert notebook.id == "link"
     assert notebook.error is not None and "cannot read" in notebook.error.message
+
+
+def test_a_symlink_loop_is_listed_with_why_and_the_rest_is_served(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "ok.ipynb", [chart()])
+    os.symlink("self.ipynb", tmp_path / "self.ipynb")
+    os.symlink("b.ipynb", tmp_path / "a.ipynb")
+    os.symlink("a.ipynb", tmp_path / "b.ipynb")
+    catalog = Catalog(tmp_path)
+    listing = catalog.scan()  # the background scan: it must not fail for one file
+    by_id = {nb.id: nb for nb in listing.notebooks}
+    assert set(by_id) == {"ok", "self", "a", "b"}
+    assert by_id["ok"].error is None
+    for id in ("self", "a", "b"):
+        error = by_id[id].error
+        assert error is not None and "symbolic links" in error.message
+
+
+def test_a_file_removed_between_the_walk_and_its_stat_is_gone_not_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_notebook(tmp_path / "stays.ipynb", [chart()])
+    write_notebook(tmp_path / "goes.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    walk = catalog._walk
+
+    def walk_then_remove() -> dict[str, object]:
+        found = walk()
+        (tmp_path / "goes.ipynb").unlink()
+        return found
+
+    monkeypatch.setattr(catalog, "_walk", walk_then_remove)
+    assert [nb.id for nb in catalog.scan().notebooks] == ["stays"]
+
+
+def test_a_same_size_replacement_in_one_timestamp_tick_is_still_seen(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "nb.ipynb", [chart("ax.plot([1, 2])")])
+    catalog = Catalog(tmp_path, scan_interval=0)
+    before = catalog.get("nb")
+    stat = path.stat()
+    replacement = tmp_path / "new.tmp"
+    write_notebook(replacement, [chart("ax.plot([2, 1])")])
+    assert replacement.stat().st_size == stat.st_size
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)  # a new inode, the same size and mtime
+    assert catalog.get("nb").digest != before.digest
 
 
 def test_listing_walks_the_folder_once_however_short_the_interval(

@@ -6,6 +6,7 @@ rendered (``tests/test_gallery_scale_browser.py`` drives the same pages in Chrom
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -260,3 +261,27 @@ async def test_folder_names_and_search_words_are_escaped(client: TestClient) -> 
     assert inside.heading == ODD_FOLDER and inside.notebooks == [f"{ODD_FOLDER}/x"]
     _, text = await visit(client, "/?q=%3Cscript%3Ealert(1)%3C/script%3E")
     assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+
+
+_opened: list[str] | None = None  # while a list, every file opened in this process is noted
+
+
+def _note_opens(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _opened is not None:
+        _opened.append(str(args[0]))
+
+
+sys.addaudithook(_note_opens)  # a hook cannot be removed: it records only while asked
+
+
+async def test_a_gallery_page_opens_no_file(client: TestClient) -> None:
+    global _opened
+    await client.get("/?folder=team1")  # templates and assets are read once, at first use
+    _opened = []
+    try:
+        for url in ("/", "/?folder=team1", "/?q=report", "/api/notebooks?q=report"):
+            assert (await client.get(url)).status == 200
+        opened = list(_opened)
+    finally:
+        _opened = None
+    assert opened == []
