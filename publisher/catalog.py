@@ -1,11 +1,11 @@
 """Which notebooks exist, and what each one publishes.
 
 The catalog reads a notebook file once per edit: a file is read again only
-when its size, mtime or ctime changed. In the server, a background task scans
+when its inode, size, mtime or ctime changed. In the server, a background task scans
 the folder every ``scan_interval`` in a thread and publishes a ``Listing``;
 requests only read that, so a chart, a gallery page or an API answer costs no
 file system call, while an edited, added or removed notebook still shows up
-within a second, without a restart.
+within one ``scan_interval`` (a second by default), without a restart.
 
 An id is only ever looked up in the map the folder walk built, never turned
 into a path: whatever characters a file name holds, the file is found by the
