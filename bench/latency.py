@@ -537,8 +537,9 @@ async def profile_warm_miss(folder: Path, renders: int) -> list[tuple[str, float
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from publisher.catalog import Catalog
-    from publisher.executor import Job, Kernel, RenderOptions
+    from publisher.executor import Job, Kernel
     from publisher.inject import cells_to_run
+    from publisher.options import RenderOptions
     from publisher.settings import Settings
 
     notebook = Catalog(folder).get(NOTEBOOK)

@@ -27,6 +27,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from .errors import KernelDied, NotebookFailed, RenderTimeout
 from .inject import cell_magic
 from .kernel_side import RESET_MIME
+from .options import RenderOptions
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,6 @@ _INSTALL = (
     "del _s, _t, _m\n"
 )
 _PUBLISHER = "__import__('_publisher')."  # binds no name the notebook could see
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How the chart is printed: ``fmt`` is png, svg or pdf; the rest may be left to the figure."""
-
-    fmt: str = "png"
-    dpi: float | None = None
-    width: int | None = None
-    height: int | None = None
 
 
 @dataclass(frozen=True)

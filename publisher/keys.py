@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from .executor import RenderOptions
+from .options import RenderOptions
 from .parameters import Value
 
 VERSION = "2"  # bump when the render itself changes what it produces

@@ -98,15 +98,13 @@ def coerce(param: Parameter, raw: Sequence[str]) -> Value:
     """
     if param.type.startswith("list"):
         item_type = param.type.removeprefix("list").strip("[]") or "any"
-        items = _list_items(raw)
+        items = list_items(raw)
         if item_type != "str":
             items = [item.strip() for item in items]
         return [_read(param, _READERS[item_type], item) for item in items]
     if len(raw) != 1:
-        raise InvalidParameter(
-            f"parameter {param.name!r} expects one {param.type} value, got {len(raw)}",
-            parameter=param.name,
-            expected=param.type,
+        raise invalid(
+            param, f"parameter {param.name!r} expects one {param.type} value, got {len(raw)}"
         )
     return _read(param, _READERS[param.type], raw[0])
 
@@ -195,20 +193,24 @@ def _as_declared(kind: str, default: Value) -> Value:
     return default
 
 
-def _list_items(raw: Sequence[str]) -> list[str]:
+def list_items(raw: Sequence[str]) -> list[str]:
+    """A list's items: repeated keys are items as given; a single value splits on commas."""
     if len(raw) != 1:
         return list(raw)
     return raw[0].split(",") if raw[0] else []
+
+
+def invalid(param: Parameter, message: str) -> InvalidParameter:
+    """The 400 for a value of ``param``: it names the parameter and the type it expects."""
+    return InvalidParameter(message, parameter=param.name, expected=param.type)
 
 
 def _read(param: Parameter, reader: Callable[[str], Value], text: str) -> Value:
     try:
         return reader(text)
     except ValueError:
-        raise InvalidParameter(
-            f"parameter {param.name!r} expects {param.type}, got {_shown(text)!r}",
-            parameter=param.name,
-            expected=param.type,
+        raise invalid(
+            param, f"parameter {param.name!r} expects {param.type}, got {_shown(text)!r}"
         ) from None
 
 

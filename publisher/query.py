@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from .catalog import Notebook
-from .errors import BadRequest, InvalidOption, InvalidParameter, UnknownParameter
-from .executor import RenderOptions
-from .parameters import Parameter, Value, coerce
+from .errors import BadRequest, InvalidOption, UnknownParameter
+from .options import RenderOptions
+from .parameters import Parameter, Value, coerce, invalid, list_items
 from .settings import Settings
 from .signing import EXPIRES, SIG
 
@@ -84,28 +84,26 @@ def _spelled(value: Value) -> str:
 
 
 def _check_size(param: Parameter, values: list[str], settings: Settings) -> None:
-    is_list = param.type.startswith("list")
-    items = [i for v in values for i in (v.split(",") if is_list and len(values) == 1 else [v])]
+    items = list_items(values) if param.type.startswith("list") else values
     if len(items) > settings.max_list_items:
-        raise InvalidParameter(
+        raise invalid(
+            param,
             f"parameter '{param.name}' has {len(items)} items (at most {settings.max_list_items})",
-            parameter=param.name,
-            expected=param.type,
         )
     if param.type in ("int", "list[int]"):
         longest, limit, unit = (
-            max(len(i.strip().lstrip("+-")) for i in items),
+            max((len(i.strip().lstrip("+-")) for i in items), default=0),
             settings.max_int_digits,
             "digits",
         )
     else:
-        longest, limit, unit = max(len(i) for i in items), settings.max_value_length, "characters"
+        longest = max((len(i) for i in items), default=0)
+        limit, unit = settings.max_value_length, "characters"
     if longest > limit:
-        raise InvalidParameter(
+        raise invalid(
+            param,
             f"parameter '{param.name}' expects {param.type}: a value has {longest} {unit}"
             f" (at most {limit})",
-            parameter=param.name,
-            expected=param.type,
         )
 
 

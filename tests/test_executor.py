@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.executor import Job, Kernel, RenderOptions
+from publisher.executor import Job, Kernel
+from publisher.options import RenderOptions
 from publisher.settings import Settings
 
 

@@ -20,7 +20,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import POOL, create_app
-from publisher.executor import Job, Kernel, RenderOptions, ResetReport
+from publisher.executor import Job, Kernel, ResetReport
+from publisher.options import RenderOptions
 from publisher.pool import KernelPool
 from publisher.settings import Settings
 from publisher.state import SERVICE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,15 @@ def test_the_same_content_in_two_folders_has_two_keys() -> None:
 def test_too_many_keys_is_a_bad_request() -> None:
     with pytest.raises(BadRequest, match="too many query keys"):
         read_query(notebook("n = 1"), [(f"k{i}", "1") for i in range(40)], "png", SETTINGS)
+
+
+def test_reading_a_url_needs_nothing_that_drives_kernels() -> None:
+    probe = (
+        "import sys, publisher.query, publisher.keys, publisher.inject\n"
+        "print(sorted(m for m in ('nbclient', 'jupyter_client', 'publisher.executor')"
+        " if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
