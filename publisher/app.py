@@ -66,10 +66,11 @@ def create_app(settings: Settings) -> web.Application:
                 "busy": pool.busy,
                 "waiting": pool.waiting,
                 "restarts": pool.restarts,
+                "tainted": pool.tainted,  # retired because a render left what no reset undoes
                 "failed_starts": pool.failed_starts,
             },
             "cache": {"disk_writable": writable, "memory_entries": len(cache.memory)},
-            # listings wait for the first read of the notebooks; charts do not
+            # charts and listings wait for the first read of the notebooks
             "catalog": {"read": listing is not None, "notebooks": len(listing or ())},
             # a Redis outage is reported, not fatal: servers go on from their local tiers
             "redis": app[REDIS].health() if REDIS in app else {"configured": False},

@@ -257,14 +257,15 @@ class Criteria:
     limit: int = DEFAULT_LIMIT
 
 
-def api_criteria(query: MultiMapping[str], total: int) -> Criteria:
+def api_criteria(query: MultiMapping[str]) -> Criteria | None:
     """``q``, ``folder``, ``limit`` (1 to ``MAX_LIMIT``) and ``offset`` of an API request.
 
-    The bare URL lists every notebook, as the product's contract says; a request
-    that asks for any of these gets a page, ``DEFAULT_LIMIT`` long unless it says.
+    None for a request that asks for none of them: it lists every notebook, as
+    the product's contract says. Any of them gives a page, ``DEFAULT_LIMIT``
+    long unless it says.
     """
     if not any(key in query for key in ("q", "folder", "limit", "offset")):
-        return Criteria(limit=max(1, total))
+        return None
     return Criteria(
         query=one_value(query, "q"),
         folder=one_value(query, "folder"),

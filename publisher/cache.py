@@ -150,9 +150,11 @@ class DiskCache:
     entry or none; an entry whose body does not match its header is a miss.
 
     The cache keeps a byte count and a least-recently-used order of its files,
-    read from the folder once at start, so a write that passes ``max_bytes``
-    evicts at once, in the same thread, rather than at the next sweep. The
-    periodic ``sweep`` reads the folder again: other servers may share it.
+    so a write that passes ``max_bytes`` evicts at once, in the same thread,
+    rather than at the next sweep. The folder is read for them by the first
+    sweep, or by the first write if that comes sooner (``publisher render``),
+    in a worker thread, never at construction; the periodic ``sweep`` reads it
+    again, since other servers may share it.
     """
 
     name = "disk"
@@ -164,7 +166,7 @@ class DiskCache:
         self._lock = threading.Lock()  # reads and writes run in worker threads
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
         self.size = 0
-        self._index(self._files())
+        self._indexed = False
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -201,6 +203,7 @@ class DiskCache:
     def _index(self, files: list[tuple[float, int, str]]) -> None:
         self._sizes = OrderedDict((key, size) for _, size, key in sorted(files))
         self.size = sum(self._sizes.values())
+        self._indexed = True
 
     def _account(self, key: str, size: int | None) -> None:
         with self._lock:
@@ -268,6 +271,8 @@ class DiskCache:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             with self._lock:  # in place and counted at once: no eviction sees one and not the other
+                if not self._indexed:
+                    self._index(self._files())
                 os.replace(tmp, path)
                 self._record(key, len(data))
         except BaseException:

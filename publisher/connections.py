@@ -50,7 +50,7 @@ class Connection(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self._server = manager
         self.header_timeout = header_timeout
-        self._clock: float | None = None  # loop time the headers were due to start by
+        self._clock: float | None = None  # loop time the awaited headers' clock started
         self._heard = False  # a byte of the headers the clock waits for has arrived
         self._body: StreamReader | None = None  # the last request's body, until it is all in
         self._timed_out = False

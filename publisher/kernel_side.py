@@ -94,6 +94,10 @@ def snapshot() -> None:
     for name, (save, _) in RESTORED.items():
         _saved[name] = save()
     _saved["roots"] = set()  # notebook folders seen: modules from there belong to one notebook
+    # where libraries are installed: never a notebook's own module, even inside its folder
+    _saved["installed"] = [
+        os.path.realpath(p) for p in {*site.getsitepackages(), site.getusersitepackages()}
+    ]
     _watch_libraries()
     # What is loaded now lives as long as the kernel: keep the collector off it.
     gc.collect()
@@ -436,7 +440,7 @@ def _forget_local_modules() -> None:
     notebook), so the next notebook imports its own; libraries stay loaded, wherever they
     were installed from (a virtualenv inside the notebooks' folder included)."""
     roots = [os.path.realpath(root) for root in _saved["roots"]]
-    installed = [os.path.realpath(p) for p in {*site.getsitepackages(), site.getusersitepackages()}]
+    installed = _saved["installed"]
     known = _saved["sys.path, environment, cwd"]["modules"]
     for name in set(sys.modules) - known:
         module = sys.modules[name]

@@ -22,6 +22,7 @@ from .executor import Kernel
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+_DEFAULTS = Settings()  # the one place defaults live; a pool built by hand (tests) shares them
 
 
 class KernelPool:
@@ -30,10 +31,10 @@ class KernelPool:
         size: int,
         preload: list[str],
         *,
-        queue_size: int = 32,
-        renders_per_kernel: int = 10_000,
-        max_rss: int = 1024 * 2**20,
-        wait_timeout: float = 30.0,
+        queue_size: int = _DEFAULTS.queue_size,
+        renders_per_kernel: int = _DEFAULTS.renders_per_kernel,
+        max_rss: int = int(_DEFAULTS.kernel_memory_mb * 2**20),
+        wait_timeout: float = _DEFAULTS.timeout,
         kernel_factory: Callable[[list[str]], Kernel] = Kernel,
     ) -> None:
         self.size = size

@@ -117,6 +117,8 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for setting in SETTINGS:
+            if setting.name in ENVIRONMENT_ONLY:
+                continue  # read by secret.read_secret, which refuses a blank key
             raw = environ.get(setting.envvar)
             if raw:
                 values[setting.name] = setting.parse(raw)

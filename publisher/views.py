@@ -81,10 +81,10 @@ async def notebooks(request: web.Request) -> web.Response:
     """Every notebook, or one page of those a search and a folder select, in natural order."""
     listing = await request.app[state.SERVICE].catalog.current()
     signer = request.app[state.SIGNER]
-    if not request.query:  # every notebook: built once per listing, not once per request
+    criteria = api_criteria(request.query)
+    if criteria is None:  # every notebook: built once per listing, not once per request
         body = _every_notebook(listing, signer)
         return web.Response(body=body, content_type="application/json", charset="utf-8")
-    criteria = api_criteria(request.query, len(listing))
     found = listing.find(criteria.query, criteria.folder)
     page = page_of(found, criteria.offset, criteria.limit)
 

@@ -13,6 +13,7 @@ from multidict import MultiDict
 from publisher.browse import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    Criteria,
     Listing,
     api_criteria,
     natural_key,
@@ -175,10 +176,12 @@ def test_pages_know_their_neighbours() -> None:
 
 
 def test_api_criteria_default_and_read() -> None:
-    assert api_criteria(MultiDict(), 1234).limit == 1234  # the bare URL: every notebook
-    assert api_criteria(MultiDict(offset="0"), 1234).limit == DEFAULT_LIMIT
-    assert api_criteria(MultiDict(q="x"), 1234).limit == DEFAULT_LIMIT
-    read = api_criteria(MultiDict(q="x", folder="a/b", offset="7", limit=str(MAX_LIMIT)), 9)
+    assert api_criteria(MultiDict()) is None  # the bare URL: every notebook
+    assert api_criteria(MultiDict(other="1")) is None
+    assert api_criteria(MultiDict(offset="0")) == Criteria(limit=DEFAULT_LIMIT)
+    assert api_criteria(MultiDict(q="x")) == Criteria(query="x", limit=DEFAULT_LIMIT)
+    read = api_criteria(MultiDict(q="x", folder="a/b", offset="7", limit=str(MAX_LIMIT)))
+    assert read is not None
     assert (read.query, read.folder, read.offset, read.limit) == ("x", "a/b", 7, MAX_LIMIT)
 
 
@@ -195,7 +198,7 @@ def test_api_criteria_default_and_read() -> None:
 )
 def test_api_criteria_refuse_bad_numbers(query: dict[str, str]) -> None:
     with pytest.raises(BadRequest, match=next(iter(query))):
-        api_criteria(MultiDict(query), 10)
+        api_criteria(MultiDict(query))
 
 
 def test_a_gallery_page_is_counted_from_one() -> None:

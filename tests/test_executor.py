@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from publisher.errors import KernelDied
 from publisher.executor import Job, Kernel
 from publisher.options import RenderOptions
 from publisher.settings import Settings
@@ -72,3 +73,15 @@ async def test_pandas_options_are_restored_even_when_pandas_is_not_preloaded(
     finally:
         await kernel.shutdown()
     assert outputs[-1][0]["text"].strip() == "6"
+
+
+async def test_a_kernel_whose_reset_says_nothing_is_reported_dead(tmp_path: Path) -> None:
+    """A notebook that silences IPython's display leaves a kernel no reset can vouch for."""
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        silence = "import IPython.display\nIPython.display.publish_display_data = print"
+        await kernel.run(Job(str(tmp_path), (silence,), RenderOptions()), 30)
+        with pytest.raises(KernelDied, match="did not report"):
+            await kernel.reset()
+    finally:
+        await kernel.shutdown()

@@ -64,3 +64,8 @@ def test_a_setting_that_would_break_every_answer_stops_serve(
 def test_a_public_url_with_a_path_prefix_is_accepted() -> None:
     url = "https://example.org/charts-proxy"
     assert Settings(public_url=url).public_url == url
+
+
+def test_the_secret_is_not_read_with_the_other_settings() -> None:
+    # secret.read_secret reads it, the one place that refuses a blank key
+    assert Settings.from_env({"PUBLISHER_SECRET": " "}).secret is None
