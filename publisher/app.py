@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from . import logs, state, views
+from .assembly import build
 from .background import CleanupContext, every
-from .cache import DiskCache, MemoryCache, TieredCache
 from .catalog import MIN_SCAN_SECONDS, Catalog
 from .connections import use_connections
 from .errors import NotFound, PublisherError
@@ -21,8 +21,7 @@ from .extract import FORMATS
 from .gallery import setup_gallery
 from .headers import setup_headers
 from .metrics import CONTENT_TYPE, Metrics
-from .pool import KernelPool
-from .redis_shared import REDIS, attach
+from .outcome import OUTCOME
 from .responses import error_response, status_error
 from .service import Publisher
 from .settings import Settings
@@ -30,64 +29,33 @@ from .signing import Signer
 
 log = logging.getLogger("publisher")
 METRICS = web.AppKey("metrics", Metrics)
-POOL = web.AppKey("pool", KernelPool)
 SWEEP_SECONDS = 60
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole server for these settings; tests call it with their own."""
+def create_app(settings: Settings, service: Publisher | None = None) -> web.Application:
+    """The whole server for these settings; tests call it with their own (and their own service)."""
     app = web.Application(middlewares=[_errors])
     use_connections(app, settings.header_timeout)
     setup_headers(app, settings.frame_ancestors)
-    pool = KernelPool.from_settings(settings)
-    disk = DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes)
-    cache = TieredCache(MemoryCache(settings.memory_cache_bytes), disk)
-    catalog = Catalog(settings.notebook_dir, settings.scan_interval)
-    service = Publisher(settings, catalog, cache, pool)
-    metrics = Metrics(pool)
-    service.observers.append(metrics.render_finished)
-
+    service = service or build(settings)
     app[state.SETTINGS] = settings
     app[state.SERVICE] = service
     app[state.SIGNER] = Signer(settings.secret)
-    app[METRICS] = metrics
-    app[POOL] = pool
-
-    async def health() -> dict[str, Any]:
-        writable = await asyncio.to_thread(disk.writable)  # file I/O: not on the loop
-        listing = catalog.latest
-        return {
-            # a kernel that keeps failing to start (a preload that cannot import) is fatal
-            "ok": writable and not pool.closed and pool.failed_starts < 3,
-            "ready": pool.idle + pool.busy > 0,  # alive, and able to render now
-            "kernels": {
-                "size": pool.size,
-                "idle": pool.idle,
-                "busy": pool.busy,
-                "waiting": pool.waiting,
-                "restarts": pool.restarts,
-                "tainted": pool.tainted,  # retired because a render left what no reset undoes
-                "failed_starts": pool.failed_starts,
-            },
-            "cache": {"disk_writable": writable, "memory_entries": len(cache.memory)},
-            # charts and listings wait for the first read of the notebooks
-            "catalog": {"read": listing is not None, "notebooks": len(listing or ())},
-            # a Redis outage is reported, not fatal: servers go on from their local tiers
-            "redis": app[REDIS].health() if REDIS in app else {"configured": False},
-        }
-
-    app[state.HEALTH] = health
+    app[METRICS] = Metrics(service.pool)
+    app[state.HEALTH] = lambda: _health(service)
 
     async def sweep() -> None:
-        removed = await asyncio.to_thread(disk.sweep)
+        removed = await asyncio.to_thread(service.disk.sweep)
         if removed:
             log.info("disk cache: removed %d least recently used entries", removed)
 
+    async def flush() -> None:
+        logs.ACCESS_LOG.flush()
+
+    app.cleanup_ctx.append(every(logs.FLUSH_SECONDS, flush, at_end=flush))  # ends last
     app.cleanup_ctx.append(every(SWEEP_SECONDS, sweep, at_start=True))
-    if settings.redis_url:
-        attach(app, settings)  # before the kernels, so it closes after them
-    app.cleanup_ctx.append(_kernels)
-    app.cleanup_ctx.append(_watch(catalog))  # after the kernels: they start while it reads
+    app.cleanup_ctx.append(_running)
+    app.cleanup_ctx.append(_watch(service.catalog))  # after the kernels: they start while it reads
 
     formats = "|".join(FORMATS)
     app.router.add_get(r"/charts/{path:.+}.{fmt:" + formats + "}", views.chart)
@@ -98,6 +66,36 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     setup_gallery(app)
     return app
+
+
+async def _health(service: Publisher) -> dict[str, Any]:
+    pool = service.pool
+    writable = await asyncio.to_thread(service.disk.writable)  # file I/O: not on the loop
+    listing = service.catalog.latest
+    return {
+        # a kernel that keeps failing to start (a preload that cannot import) is fatal
+        "ok": writable and not pool.closed and pool.failed_starts < 3,
+        "ready": pool.idle + pool.busy > 0,  # alive, and able to render now
+        "kernels": {
+            "size": pool.size,
+            "idle": pool.idle,
+            "busy": pool.busy,
+            "waiting": pool.waiting,
+            "restarts": pool.restarts,
+            "tainted": pool.tainted,  # retired because a render left what no reset undoes
+            "failed_starts": pool.failed_starts,
+            "pids": pool.pids,
+        },
+        "cache": {
+            "disk_writable": writable,
+            "memory_entries": len(service.pipeline.memory),
+            "revalidating": service.pipeline.revalidating,
+        },
+        # charts and listings wait for the first read of the notebooks
+        "catalog": {"read": listing is not None, "notebooks": len(listing or ())},
+        # a Redis outage is reported, not fatal: servers go on from their local tiers
+        "redis": service.redis.health() if service.redis else {"configured": False},
+    }
 
 
 def _watch(catalog: Catalog) -> CleanupContext:
@@ -136,11 +134,12 @@ async def _freeze_once_read(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
 
 
-async def _kernels(app: web.Application) -> AsyncIterator[None]:
-    pool = app[POOL]
-    pool.start()
+async def _running(app: web.Application) -> AsyncIterator[None]:
+    """The kernels start with the app; kernels, background renders and Redis stop with it."""
+    service = app[state.SERVICE]
+    service.pool.start()
     yield
-    await pool.close()
+    await service.close()
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -158,7 +157,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except Exception as e:
         response = error_response(_as_error(request, e), request.headers.get("Accept", ""))
-    request.app[METRICS].answered(response.status, response.headers.get(views.CACHE_HEADER))
+    request.app[METRICS].answered(response.status, request.get(OUTCOME))
     return response
 
 
@@ -178,11 +177,6 @@ def run(settings: Settings) -> None:
     started = time.time()
     log.info("serving %s on http://%s:%s", settings.notebook_dir, settings.host, settings.port)
     app = create_app(settings)
-
-    async def flush() -> None:
-        logs.ACCESS_LOG.flush()
-
-    app.cleanup_ctx.insert(0, every(logs.FLUSH_SECONDS, flush, at_end=flush))
     app.cleanup_ctx.append(_freeze_once_read)  # after the catalog's: it waits for its first read
     web.run_app(
         app,

@@ -1,8 +1,9 @@
-"""Rendered charts, kept in tiers: memory in front, then disk (and Redis, when configured).
+"""Rendered charts and the stores that keep them in this process: memory and disk.
 
-Every tier stores the same ``Entry``: the bytes and what HTTP needs to serve
-them. A tier that cannot read an entry (a damaged file, a lost connection)
-answers a miss; a cache failure never fails a request.
+Every store (Redis too, in ``redis_shared``) keeps the same ``Entry``: the
+bytes and what HTTP needs to serve them. A store that cannot read an entry (a
+damaged file, a lost connection) answers a miss; a cache failure never fails a
+request. Which store is asked when is the pipeline's business (``pipeline``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 log = logging.getLogger(__name__)
 _ENTRY_NAME = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{62}")
@@ -37,8 +38,12 @@ class Entry:
     ttl: float | None = None  # seconds of freshness; None: fresh until the notebook changes
 
     @classmethod
-    def of(cls, body: bytes, content_type: str, ttl: float | None = None) -> Entry:
-        return cls(body, content_type, etag_of(body), time.time(), ttl)
+    def of(
+        cls, body: bytes, content_type: str, ttl: float | None = None, created: float | None = None
+    ) -> Entry:
+        return cls(
+            body, content_type, etag_of(body), time.time() if created is None else created, ttl
+        )
 
     @functools.cached_property
     def last_modified(self) -> str:
@@ -99,14 +104,6 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-class Tier(Protocol):
-    name: str
-
-    async def get(self, key: str) -> Entry | None: ...
-
-    async def put(self, key: str, entry: Entry) -> None: ...
-
-
 class MemoryCache:
     """Least recently used entries, bounded by the bytes of their bodies."""
 
@@ -117,17 +114,14 @@ class MemoryCache:
         self.size = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()
 
-    def peek(self, key: str) -> Entry | None:
-        """A synchronous get: the hot path of a hit needs no await."""
+    def get(self, key: str) -> Entry | None:
+        """Synchronous, unlike the other stores: the hot path of a hit needs no await."""
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
         return entry
 
-    async def get(self, key: str) -> Entry | None:
-        return self.peek(key)
-
-    async def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
             self.size -= len(old.body)
@@ -279,25 +273,3 @@ class DiskCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._evict()
-
-
-class TieredCache:
-    """Looks in each tier in turn and copies a hit into the tiers in front of it."""
-
-    def __init__(self, memory: MemoryCache, *tiers: Tier) -> None:
-        self.memory = memory
-        self.tiers: tuple[Tier, ...] = (memory, *tiers)
-
-    async def get(self, key: str) -> tuple[Entry | None, str | None]:
-        """The entry and the name of the tier that had it."""
-        for i, tier in enumerate(self.tiers):
-            entry = await tier.get(key)
-            if entry is not None:
-                for front in self.tiers[:i]:
-                    await front.put(key, entry)
-                return entry, tier.name
-        return None, None
-
-    async def put(self, key: str, entry: Entry) -> None:
-        for tier in self.tiers:
-            await tier.put(key, entry)

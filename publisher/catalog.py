@@ -66,21 +66,6 @@ class Notebook:
     def folder(self) -> Path:
         return self.path.parent
 
-    def chart(self, name: str | None = None) -> Chart:
-        """The named chart, or the first one when no name is given."""
-        if self.error is not None:
-            raise copy.copy(self.error)  # the stored one must not collect tracebacks
-        if name is None:
-            return self.charts[0]
-        for chart in self.charts:
-            if chart.name == name:
-                return chart
-        names = ", ".join(c.name for c in self.charts)
-        raise UnknownChart(
-            f"notebook '{self.id}' has no chart '{name}' (charts: {names})",
-            charts=[c.name for c in self.charts],
-        )
-
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
 
@@ -219,21 +204,51 @@ class Catalog:
         self._scan_ended: asyncio.Event | None = None
 
     def get(self, id: str) -> Notebook:
-        """The notebook with this id; 404 if there is none.
-
-        The id is normalized to NFC first, so an NFD spelling finds the same notebook.
-        """
-        id = unicodedata.normalize("NFC", id)
-        current = self._listing
-        if _refused(id):
-            notebook = None
-        elif self.watched and current is not None:
-            notebook = current[1].get(id)
-        else:  # alone, or in the server before its first scan has finished
-            notebook = self._notebook(id, time.monotonic(), None)
+        """The notebook with this id, even one that cannot be served; 404 if there is none."""
+        notebook = self._lookup(id)
         if notebook is None:
             raise UnknownNotebook(f"no notebook '{id}'")
         return notebook
+
+    def chart(self, id: str, name: str | None = None) -> tuple[Notebook, Chart]:
+        """A notebook and its chart named ``name`` (the first, without a name), ready to render.
+
+        Raises the 404 for an unknown notebook or chart, and a broken
+        notebook's own error.
+        """
+        notebook = self.get(id)
+        return notebook, _chart_of(notebook, name)
+
+    def find(self, path: str) -> tuple[Notebook, Chart]:
+        """The notebook and chart a URL path names, in one lookup per reading.
+
+        ``{id}/{chart}`` when notebook ``{id}`` has that chart; else ``{id}``
+        is the whole path, and its first chart is meant. When neither reads,
+        the error is the one for the ``{id}/{chart}`` reading if its notebook
+        exists (its charts are named in it), else "no notebook".
+        """
+        parent_id, _, name = path.rpartition("/")
+        parent = self._lookup(parent_id) if parent_id else None
+        if parent is not None and parent.error is None:
+            chart = next((c for c in parent.charts if c.name == name), None)
+            if chart is not None:
+                return parent, chart
+        notebook = self._lookup(path)
+        if notebook is not None:
+            return notebook, _chart_of(notebook, None)
+        if parent is not None:
+            return parent, _chart_of(parent, name)  # raises: the chart is not there
+        raise UnknownNotebook(f"no notebook '{parent_id or path}'")
+
+    def _lookup(self, id: str) -> Notebook | None:
+        """The notebook with this id, or None; an NFD spelling finds the NFC id."""
+        id = unicodedata.normalize("NFC", id)
+        if _refused(id):
+            return None
+        current = self._listing
+        if self.watched and current is not None:
+            return current[1].get(id)
+        return self._notebook(id, time.monotonic(), None)  # alone, or before the first scan
 
     def ids(self) -> list[str]:
         """Every notebook id, in natural order, without reading a notebook."""
@@ -411,6 +426,22 @@ class Catalog:
                 known if known and known.names == ordered else _found(id, ordered, self.root)
             )
         return found
+
+
+def _chart_of(notebook: Notebook, name: str | None) -> Chart:
+    """The named chart of a notebook that can be served; raises why it cannot."""
+    if notebook.error is not None:
+        raise copy.copy(notebook.error)  # the stored one must not collect tracebacks
+    if name is None:
+        return notebook.charts[0]
+    for chart in notebook.charts:
+        if chart.name == name:
+            return chart
+    names = ", ".join(c.name for c in notebook.charts)
+    raise UnknownChart(
+        f"notebook '{notebook.id}' has no chart '{name}' (charts: {names})",
+        charts=[c.name for c in notebook.charts],
+    )
 
 
 def _kept(cached: _Entry | None, notebook: Notebook) -> Notebook:

@@ -14,13 +14,11 @@ from urllib.parse import urlencode
 import click
 
 from .api import notebook_json
-from .cache import DiskCache, MemoryCache, TieredCache
+from .assembly import build
 from .catalog import Catalog
 from .errors import PublisherError
 from .extract import FORMATS
-from .pool import KernelPool
 from .secret import SecretError, forbid_dumping, read_secret
-from .service import Publisher
 from .settings import ENVIRONMENT_ONLY, SETTINGS, Settings
 from .signing import sign_url
 
@@ -167,18 +165,13 @@ def _format_of(output: Path | None, fmt: str | None) -> str:
 async def _render(
     settings: Settings, notebook_id: str, chart: str | None, params: list[tuple[str, str]], fmt: str
 ) -> tuple[bytes, str]:
-    pool = KernelPool.from_settings(settings, size=1)
-    cache = TieredCache(
-        MemoryCache(settings.memory_cache_bytes),
-        DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes),
-    )
-    service = Publisher(settings, Catalog(settings.notebook_dir), cache, pool)
-    request = service.resolve(notebook_id, chart, urlencode(params), fmt)
+    service = build(settings)
     try:  # the pool starts a kernel only if the chart is not in the cache
-        result = await service.get(request)
+        notebook, chart_ = service.catalog.chart(notebook_id, chart)
+        outcome = await service.get(service.resolve(notebook, chart_, urlencode(params), fmt))
     finally:
-        await pool.close()
-    return result.entry.body, result.cache
+        await service.close()
+    return outcome.entry.body, outcome.cache
 
 
 @main.command(name="list")

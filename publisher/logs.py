@@ -23,10 +23,11 @@ from typing import Any, TextIO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .outcome import OUTCOME
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 FLUSH_SECONDS = 0.5
 BATCH = 1024
-CACHE_HEADER = "X-Publisher-Cache"
 MAX_REQUEST = 512  # characters of an access log's request field; a longer one is cut
 # C0 and C1 controls, DEL, and the two separators some viewers break lines at
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -122,13 +123,16 @@ class AccessLogger(AbstractAccessLogger):
         return True
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
-        headers = response.headers
-        render = headers.get("Server-Timing", "").partition("dur=")[2] or "-"
+        outcome = request.get(OUTCOME)
+        cache, render = "-", "-"
+        if outcome is not None:
+            cache = outcome.cache
+            if outcome.render_seconds is not None:
+                render = f"{outcome.render_seconds * 1000:.1f}"
         ACCESS_LOG.add(
             f"{ACCESS_LOG.stamp()} {escape(str(request.remote))}"
             f' "{request_field(request.method, request.raw_path)}"'
-            f" {response.status} cache={headers.get(CACHE_HEADER, '-')} render_ms={render}"
-            f" total_ms={elapsed * 1000:.1f}"
+            f" {response.status} cache={cache} render_ms={render} total_ms={elapsed * 1000:.1f}"
         )
 
 

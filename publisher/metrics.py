@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from .outcome import Outcome
 from .pool import KernelPool
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -28,6 +29,9 @@ class _PoolCollector(Collector):
         yield GaugeMetricFamily("publisher_kernels_busy", "Kernels rendering now.", value=pool.busy)
         yield GaugeMetricFamily(
             "publisher_kernels_idle", "Warm kernels waiting for work.", value=pool.idle
+        )
+        yield CounterMetricFamily(
+            "publisher_renders", "Renders started on a kernel.", value=pool.renders
         )
         yield CounterMetricFamily(
             "publisher_kernel_restarts",
@@ -53,7 +57,7 @@ class Metrics:
         )
         self.render_seconds = Histogram(
             "publisher_render_seconds",
-            "Seconds from the start of a render to its image.",
+            "Seconds from the start of a render a request waited for to its image.",
             buckets=(0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
             registry=self.registry,
         )
@@ -61,21 +65,21 @@ class Metrics:
         self._by_status: dict[int, Counter] = {}
         self._by_cache: dict[str, Counter] = {}
 
-    def answered(self, status: int, cache: str | None) -> None:
-        """Count one answer; each label's child is looked up once, not once per request."""
+    def answered(self, status: int, outcome: Outcome | None) -> None:
+        """Count one answer (a chart's with its outcome); each label's child is looked up once."""
         requests = self._by_status.get(status)
         if requests is None:
             requests = self._by_status[status] = self.requests.labels(str(status))
         requests.inc()
-        if cache:
-            cached = self._by_cache.get(cache)
-            if cached is None:
-                cached = self._by_cache[cache] = self.cache.labels(cache)
-            cached.inc()
-
-    def render_finished(self, _key: str, seconds: float | None) -> None:
-        if seconds is not None:
-            self.render_seconds.observe(seconds)
+        if outcome is None:
+            return
+        cache = outcome.cache
+        cached = self._by_cache.get(cache)
+        if cached is None:
+            cached = self._by_cache[cache] = self.cache.labels(cache)
+        cached.inc()
+        if outcome.render_seconds is not None:
+            self.render_seconds.observe(outcome.render_seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

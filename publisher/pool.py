@@ -44,6 +44,7 @@ class KernelPool:
         self.max_rss = max_rss
         self.wait_timeout = wait_timeout
         self.kernel_factory = kernel_factory
+        self.renders = 0  # kernels lent: renders started
         self.restarts = 0
         self.tainted = 0  # kernels retired because a render left what reset cannot undo
         self.failed_starts = 0  # in a row: a preload that cannot import never gets better
@@ -51,6 +52,7 @@ class KernelPool:
         self.closed = False
         self._idle: asyncio.Queue[Kernel] = asyncio.Queue()
         self._busy: set[Kernel] = set()
+        self._up: set[Kernel] = set()  # started and not yet retired: idle, busy or resetting
         self._tasks: set[asyncio.Task[None]] = set()
         self._starting: set[asyncio.Task[None]] = set()
         self._started = False
@@ -74,6 +76,11 @@ class KernelPool:
     @property
     def busy(self) -> int:
         return len(self._busy)
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the kernels that are up, idle or busy: for operators, on /healthz."""
+        return sorted(pid for kernel in self._up if (pid := kernel.pid) is not None)
 
     def start(self) -> None:
         """Begin warming every kernel; returns at once, renders wait for the first ready one.
@@ -105,6 +112,7 @@ class KernelPool:
         self._busy.add(kernel)
         if fresh and kernel.renders:
             kernel = await self._replace_now(kernel)
+        self.renders += 1
         try:
             yield kernel
         except NotebookFailed:
@@ -129,6 +137,7 @@ class KernelPool:
         pool never looks empty (``/healthz`` stays ready) during the swap.
         """
         self._background(used.shutdown())
+        self._up.discard(used)
         self.restarts += 1
         kernel = self.kernel_factory(self.preload)
         try:
@@ -139,6 +148,7 @@ class KernelPool:
             raise
         self._busy.discard(used)
         self._busy.add(kernel)
+        self._up.add(kernel)
         return kernel
 
     async def _recycle(self, kernel: Kernel) -> None:
@@ -202,6 +212,7 @@ class KernelPool:
 
     def _retire(self, kernel: Kernel) -> None:
         self._busy.discard(kernel)
+        self._up.discard(kernel)
         self._background(kernel.shutdown())
         if not self.closed:
             self.restarts += 1
@@ -223,6 +234,7 @@ class KernelPool:
             if self.closed:
                 await kernel.shutdown()
             else:
+                self._up.add(kernel)
                 self._idle.put_nowait(kernel)
             return
 

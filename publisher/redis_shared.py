@@ -1,4 +1,4 @@
-"""Redis shared by several servers: a cache tier behind the local ones, and cluster single flight.
+"""Redis shared by several servers: the pipeline's layer below the disk, a tier and a cluster lock.
 
 A chart rendered on one server is a hit on every other, and concurrent requests
 for the same render on different servers run one execution: the first server
@@ -20,19 +20,19 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from . import state
-from .cache import Entry, Tier
+from .cache import Entry
 from .errors import Overloaded, PublisherError
+from .outcome import MISS, Outcome
+from .pipeline import FRESH, Freshness, Layer, Produce
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,32 +64,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-Produce = Callable[[], Awaitable[Entry]]
-
 
 class Unavailable(Exception):
     """Redis is down or just failed; the caller goes on without it."""
 
 
 class RedisShared:
-    """One Redis client per server: its health, the shared tier and the cluster lock."""
+    """One Redis client per server, and whether Redis is up: every call goes through ``call``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        front: tuple[Tier, ...] = (),
-        poll: float = POLL,
-        backoff: float = BACKOFF,
-        lease: float = LEASE,
-    ) -> None:
+    def __init__(self, settings: Settings, *, backoff: float = BACKOFF) -> None:
         if not settings.redis_url:
             raise ValueError("RedisShared needs settings.redis_url")
         self.settings = settings
-        self.front = front  # local tiers to fill with an entry another server rendered
-        self.poll, self.backoff, self.lease = poll, backoff, lease
-        # waiters elsewhere may pick up an owner's error while it would be answered here
-        self.error_ttl = max(1, int(settings.error_ttl))
+        self.backoff = backoff
         self.client = aioredis.from_url(
             settings.redis_url,
             socket_timeout=CALL_TIMEOUT,
@@ -98,14 +85,10 @@ class RedisShared:
             # none on a timeout, which would only make a slow Redis slower to notice
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        self.tier = RedisTier(self)
         self.up = True
         self.last_error: str | None = None
         self.down_since: float | None = None
         self._retry_at = 0.0
-        self._acquire = self.client.register_script(_ACQUIRE)
-        self._release = self.client.register_script(_RELEASE)
-        self._renew = self.client.register_script(_RENEW)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -149,122 +132,70 @@ class RedisShared:
                 self.last_error,
             )
 
-    async def coordinate(self, key: str, produce: Produce) -> Entry:
-        """One execution of this render in the cluster: run ``produce`` here, or wait for its owner."""
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + self.settings.timeout + 10
-        try:
-            outcome = await self._follow(key, token, deadline)
-        except Unavailable:
-            return await produce()
-        if isinstance(outcome, Entry):
-            return outcome
-        if outcome:
-            return await self._own(key, token, produce)
-        log.info("gave up waiting for the render of %s elsewhere: rendering here", key)
-        return await produce()
 
-    async def _follow(self, key: str, token: str, deadline: float) -> Entry | bool:
-        """The entry another server wrote, True once we own the lock, False at the deadline.
+class RedisLayer:
+    """The shared tier and the cluster lock, as one layer: an entry rendered on any server
+    answers on every other, and one key renders once in the cluster.
 
-        Raises the error the owner recorded. The lock is looked at (or taken)
-        before the results, so an owner that finishes in between is seen as
-        finished, never as dead; a lock taken over a finished render is let go.
-        """
-        followed: bytes | None = None
-        pubsub = self.client.pubsub()
-        subscribed = False
-        try:
-            while time.monotonic() < deadline:
-                owner = await self.call(
-                    lambda: self._acquire(keys=[LOCK + key], args=[token, int(self.lease * 1000)])
-                )
-                mine = owner == token.encode()
-                raw, error = await self.call(lambda: self.client.mget(ENTRY + key, ERROR + key))
-                entry = await self.tier.decode(key, raw)
-                if entry is not None and not entry.is_fresh():
-                    entry = None  # the stale entry a revalidation is replacing
-                failed = _error_of(error, {followed, owner})
-                if mine and (entry is not None or failed is not None):
-                    await self._release_lock(key, token)
-                if entry is not None:
-                    for tier in self.front:
-                        await tier.put(key, entry)
-                    return entry
-                if failed is not None:
-                    raise failed
-                if mine:
-                    return True
-                followed = owner
-                if not subscribed:
-                    await self.call(lambda: pubsub.subscribe(DONE + key))
-                    subscribed = True
-                    continue  # look once more: the owner may have finished before we listened
-                await self.call(
-                    lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll)
-                )
-            return False
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-
-    async def _own(self, key: str, token: str, produce: Produce) -> Entry:
-        """Render while holding the lock; tell the waiters, with the error if it failed."""
-        renewing = asyncio.ensure_future(self._keep(key, token))
-        try:
-            return await produce()
-        except PublisherError as e:
-            if not isinstance(e, Overloaded):  # this server's load, not the render's fault
-                record = _error_record(e, token)
-                with contextlib.suppress(Unavailable):
-                    await self.call(lambda: self.client.set(ERROR + key, record, ex=self.error_ttl))
-            raise
-        finally:
-            renewing.cancel()
-            await self._finish(key, token)
-
-    async def _keep(self, key: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            with contextlib.suppress(Unavailable):
-                await self.call(
-                    lambda: self._renew(keys=[LOCK + key], args=[token, int(self.lease * 1000)])
-                )
-
-    async def _finish(self, key: str, token: str) -> None:
-        """Wake the waiters, then release the lock if it is still ours."""
-        with contextlib.suppress(Unavailable):
-            await self.call(lambda: self.client.publish(DONE + key, token))
-        await self._release_lock(key, token)
-
-    async def _release_lock(self, key: str, token: str) -> None:
-        with contextlib.suppress(Unavailable):
-            await self.call(lambda: self._release(keys=[LOCK + key], args=[token]))
-
-
-class RedisTier:
-    """Entries shared by every server: one string a key, a JSON header line then the body.
-
-    Every entry expires after ``redis_ttl`` (sooner for a live chart: once it
+    The owner of a render writes its entry (or its error) before it wakes the
+    waiters and lets go of the lock, so whoever looks next finds the result.
+    Every entry expires after ``--redis-ttl`` (sooner for a live chart: once it
     is too stale to serve); Redis evicts sooner under its ``maxmemory`` policy.
     """
 
     name = "redis"
 
-    def __init__(self, shared: RedisShared) -> None:
+    def __init__(
+        self,
+        shared: RedisShared,
+        below: Layer,
+        freshness: Freshness,
+        *,
+        poll: float = POLL,
+        lease: float = LEASE,
+    ) -> None:
         self.shared = shared
+        self.below = below
+        self.freshness = freshness
+        self.poll, self.lease = poll, lease
+        settings = shared.settings
+        # waiters elsewhere may pick up an owner's error while it would be answered here
+        self.error_ttl = max(1, int(settings.error_ttl))
+        client = shared.client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+
+    async def get_or_render(self, key: str, produce: Produce, revalidate: bool = False) -> Outcome:
+        entry = await self.get(key)
+        if entry is not None:
+            outcome = self.freshness.answer(entry, self.name, revalidate)
+            if outcome is not None:
+                return outcome
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self.shared.settings.timeout + 10
+        try:
+            found = await self._follow(key, token, deadline)
+        except Unavailable:
+            return await self._render_here(key, produce, revalidate)
+        if isinstance(found, Entry):
+            return Outcome(found, MISS, self.name)  # rendered for us, on another server
+        if found:
+            return await self._own(key, token, produce, revalidate)
+        log.info("gave up waiting for the render of %s elsewhere: rendering here", key)
+        return await self._render_here(key, produce, revalidate)
 
     async def get(self, key: str) -> Entry | None:
         try:
             raw = await self.shared.call(lambda: self.shared.client.get(ENTRY + key))
         except Unavailable:
             return None
-        return await self.decode(key, raw)
+        return await self._decode(key, raw)
 
     async def put(self, key: str, entry: Entry) -> None:
         settings = self.shared.settings
         seconds = settings.redis_ttl
-        left = entry.fresh_for()
+        left = entry.fresh_for(self.freshness.clock())
         if left is not None:
             seconds = min(seconds, left + settings.max_stale)
         if seconds < 1:
@@ -275,7 +206,92 @@ class RedisTier:
                 lambda: self.shared.client.set(ENTRY + key, value, px=int(seconds * 1000))
             )
 
-    async def decode(self, key: str, raw: bytes | None) -> Entry | None:
+    async def _render_here(self, key: str, produce: Produce, revalidate: bool) -> Outcome:
+        outcome = await self.below.get_or_render(key, produce, revalidate)
+        await self.put(key, outcome.entry)
+        return outcome
+
+    async def _follow(self, key: str, token: str, deadline: float) -> Entry | bool:
+        """The entry another server wrote, True once we own the lock, False at the deadline.
+
+        Raises the error the owner recorded. The lock is looked at (or taken)
+        before the results, so an owner that finishes in between is seen as
+        finished, never as dead; a lock taken over a finished render is let go.
+        """
+        call = self.shared.call
+        client = self.shared.client
+        followed: bytes | None = None
+        pubsub = client.pubsub()
+        subscribed = False
+        try:
+            while time.monotonic() < deadline:
+                owner = await call(
+                    lambda: self._acquire(keys=[LOCK + key], args=[token, int(self.lease * 1000)])
+                )
+                mine = owner == token.encode()
+                raw, error = await call(lambda: client.mget(ENTRY + key, ERROR + key))
+                entry = await self._decode(key, raw)
+                if entry is not None and self.freshness.judge(entry) != FRESH:
+                    entry = None  # the stale entry a revalidation is replacing
+                failed = _error_of(error, {followed, owner})
+                if mine and (entry is not None or failed is not None):
+                    await self._release_lock(key, token)
+                if entry is not None:
+                    return entry
+                if failed is not None:
+                    raise failed
+                if mine:
+                    return True
+                followed = owner
+                if not subscribed:
+                    await call(lambda: pubsub.subscribe(DONE + key))
+                    subscribed = True
+                    continue  # look once more: the owner may have finished before we listened
+                await call(
+                    lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll)
+                )
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _own(self, key: str, token: str, produce: Produce, revalidate: bool) -> Outcome:
+        """Render while holding the lock; tell the waiters, with the error if it failed."""
+        renewing = asyncio.ensure_future(self._keep(key, token))
+        try:
+            return await self._render_here(key, produce, revalidate)
+        except PublisherError as e:
+            if not isinstance(e, Overloaded):  # this server's load, not the render's fault
+                record = _error_record(e, token)
+                client = self.shared.client
+                with contextlib.suppress(Unavailable):
+                    await self.shared.call(
+                        lambda: client.set(ERROR + key, record, ex=self.error_ttl)
+                    )
+            raise
+        finally:
+            renewing.cancel()
+            await self._finish(key, token)
+
+    async def _keep(self, key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(Unavailable):
+                await self.shared.call(
+                    lambda: self._renew(keys=[LOCK + key], args=[token, int(self.lease * 1000)])
+                )
+
+    async def _finish(self, key: str, token: str) -> None:
+        """Wake the waiters, then release the lock if it is still ours."""
+        with contextlib.suppress(Unavailable):
+            await self.shared.call(lambda: self.shared.client.publish(DONE + key, token))
+        await self._release_lock(key, token)
+
+    async def _release_lock(self, key: str, token: str) -> None:
+        with contextlib.suppress(Unavailable):
+            await self.shared.call(lambda: self._release(keys=[LOCK + key], args=[token]))
+
+    async def _decode(self, key: str, raw: bytes | None) -> Entry | None:
         """The entry in a stored value; a damaged one is a miss, and is deleted."""
         if raw is None:
             return None
@@ -311,23 +327,3 @@ def _error_of(raw: bytes | None, owners: set[bytes | None]) -> PublisherError | 
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return error
-
-
-REDIS = web.AppKey("redis", RedisShared)
-
-
-def attach(app: web.Application, settings: Settings) -> None:
-    """Put Redis behind the app's local tiers and around its renders; once per app."""
-    if REDIS in app:
-        return
-    service = app[state.SERVICE]
-    shared = RedisShared(settings, front=service.cache.tiers)
-    service.cache.tiers = (*service.cache.tiers, shared.tier)
-    service.coordinate = shared.coordinate
-    app[REDIS] = shared
-
-    async def client(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await shared.close()
-
-    app.cleanup_ctx.append(client)

@@ -11,11 +11,12 @@ from aiohttp import web
 from . import state
 from .api import folder_json, notebook_json, page_json
 from .browse import Listing, api_criteria, one_value, page_of
-from .errors import BrokenNotebook, RequestTooLarge, UnknownChart, UnknownNotebook
+from .errors import RequestTooLarge
 from .headers import CHART_HEADERS
-from .logs import CACHE_HEADER
-from .service import MISS, RenderRequest, Result
+from .outcome import OUTCOME, Outcome
 from .signing import Signer
+
+CACHE_HEADER = "X-Publisher-Cache"
 
 
 async def chart(request: web.Request) -> web.StreamResponse:
@@ -26,44 +27,30 @@ async def chart(request: web.Request) -> web.StreamResponse:
             f"query string is {len(query)} characters (at most {settings.max_query_length})"
         )
     request.app[state.SIGNER].check(request)
-    catalog = request.app[state.SERVICE].catalog
+    service = request.app[state.SERVICE]
+    catalog = service.catalog
     if catalog.latest is None and catalog.watched:  # the server's first seconds only
         await catalog.current()  # a lookup now would walk the folder on the event loop
-    path, fmt = request.match_info["path"], request.match_info["fmt"]
-    render = _resolve(request, path, query, fmt)
-    result = await request.app[state.SERVICE].get(render)
-    return _chart_response(request, render, result)
+    notebook, chart_ = catalog.find(request.match_info["path"])
+    render = service.resolve(notebook, chart_, query, request.match_info["fmt"])
+    outcome = request[OUTCOME] = await service.get(render)
+    return _chart_response(request, outcome, service.clock())
 
 
-def _resolve(request: web.Request, path: str, query: str, fmt: str) -> RenderRequest:
-    """``{id}/{chart}`` when that notebook has that chart, else ``{id}`` and its first chart."""
-    service = request.app[state.SERVICE]
-    notebook_id, _, chart_name = path.rpartition("/")
-    if not notebook_id:
-        return service.resolve(path, None, query, fmt)
-    try:
-        return service.resolve(notebook_id, chart_name, query, fmt)
-    except (UnknownNotebook, UnknownChart, BrokenNotebook) as first:
-        try:
-            return service.resolve(path, None, query, fmt)
-        except UnknownNotebook:
-            raise first from None
-
-
-def _chart_response(request: web.Request, render: RenderRequest, result: Result) -> web.Response:
-    entry = result.entry
+def _chart_response(request: web.Request, outcome: Outcome, now: float) -> web.Response:
+    entry = outcome.entry
     settings = request.app[state.SETTINGS]
-    left = entry.fresh_for()
+    left = entry.fresh_for(now)
     max_age = settings.browser_max_age if left is None else max(0, int(left))
     headers = {
         "ETag": entry.etag,
         "Last-Modified": entry.last_modified,
         "Cache-Control": f"public, max-age={max_age}",
-        CACHE_HEADER: result.cache,
+        CACHE_HEADER: outcome.cache,
         **CHART_HEADERS[entry.content_type],
     }
-    if result.render_seconds is not None and result.cache == MISS:
-        headers["Server-Timing"] = f"render;dur={result.render_seconds * 1000:.1f}"
+    if outcome.render_seconds is not None:
+        headers["Server-Timing"] = f"render;dur={outcome.render_seconds * 1000:.1f}"
     if "If-None-Match" in request.headers and _matches(request, entry.etag):
         return web.Response(status=304, headers=headers)
     headers["Content-Type"] = entry.content_type

@@ -20,9 +20,11 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.app import POOL, create_app
+from publisher.app import create_app
 from publisher.logs import AccessLogger
+from publisher.service import Publisher
 from publisher.settings import Settings
+from publisher.state import SERVICE
 
 from .notebooks import write_all
 
@@ -104,15 +106,15 @@ async def client(
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[TestClient]:
+async def serve(settings: Settings, service: Publisher | None = None) -> AsyncIterator[TestClient]:
     """A real server on a loopback port, its kernels warm before the first request."""
-    app = create_app(settings)
+    app = create_app(settings, service)
     server = TestServer(app)
     await server.start_server(access_log_class=AccessLogger)
     client = TestClient(server)
     await client.start_server()
     try:
-        await app[POOL].wait_ready()
+        await app[SERVICE].pool.wait_ready()
         yield client
     finally:
         await client.close()

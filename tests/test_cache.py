@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.cache import DiskCache, Entry, MemoryCache, TieredCache
+from publisher.cache import DiskCache, Entry, MemoryCache
 
 
 def entry(body: bytes = b"png-bytes", ttl: float | None = None) -> Entry:
@@ -17,25 +17,25 @@ def entry(body: bytes = b"png-bytes", ttl: float | None = None) -> Entry:
 
 async def test_memory_cache_evicts_least_recently_used_past_its_byte_bound() -> None:
     memory = MemoryCache(max_bytes=25)
-    await memory.put("a", entry(b"x" * 10))
-    await memory.put("b", entry(b"y" * 10))
-    assert memory.peek("a") is not None  # a is now the most recently used
-    await memory.put("c", entry(b"z" * 10))
-    assert memory.peek("b") is None
-    assert memory.peek("a") is not None and memory.peek("c") is not None
+    memory.put("a", entry(b"x" * 10))
+    memory.put("b", entry(b"y" * 10))
+    assert memory.get("a") is not None  # a is now the most recently used
+    memory.put("c", entry(b"z" * 10))
+    assert memory.get("b") is None
+    assert memory.get("a") is not None and memory.get("c") is not None
     assert memory.size == 20
 
 
 async def test_memory_cache_skips_an_entry_larger_than_itself() -> None:
     memory = MemoryCache(max_bytes=5)
-    await memory.put("big", entry(b"x" * 6))
-    assert memory.peek("big") is None and memory.size == 0
+    memory.put("big", entry(b"x" * 6))
+    assert memory.get("big") is None and memory.size == 0
 
 
 async def test_memory_cache_replacing_a_key_keeps_the_size_right() -> None:
     memory = MemoryCache(max_bytes=100)
-    await memory.put("a", entry(b"x" * 10))
-    await memory.put("a", entry(b"x" * 30))
+    memory.put("a", entry(b"x" * 10))
+    memory.put("a", entry(b"x" * 30))
     assert memory.size == 30 and len(memory) == 1
 
 
@@ -87,16 +87,6 @@ async def test_disk_cache_reports_whether_it_can_write(tmp_path: Path) -> None:
         tmp_path.chmod(0o700)
 
 
-async def test_tiered_cache_copies_a_disk_hit_into_memory(tmp_path: Path) -> None:
-    disk = DiskCache(tmp_path)
-    await disk.put("f" * 64, entry())
-    cache = TieredCache(MemoryCache(1000), disk)
-    found, tier = await cache.get("f" * 64)
-    assert tier == "disk" and found is not None
-    assert cache.memory.peek("f" * 64) == found
-    assert (await cache.get("f" * 64))[1] == "memory"
-
-
 async def test_freshness_follows_the_ttl() -> None:
     forever = entry()
     live = Entry(b"x", "image/png", '"e"', created=1000.0, ttl=60)
@@ -107,9 +97,9 @@ async def test_freshness_follows_the_ttl() -> None:
 
 async def test_memory_cache_drops_the_old_entry_when_the_new_one_is_too_big() -> None:
     memory = MemoryCache(max_bytes=10)
-    await memory.put("a", entry(b"x" * 5))
-    await memory.put("a", entry(b"x" * 20))
-    assert memory.peek("a") is None and memory.size == 0
+    memory.put("a", entry(b"x" * 5))
+    memory.put("a", entry(b"x" * 20))
+    assert memory.get("a") is None and memory.size == 0
 
 
 async def test_an_entry_round_trips_through_its_stored_form() -> None:

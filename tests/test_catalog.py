@@ -32,11 +32,13 @@ def test_title_is_the_first_heading(reference_dir: Path) -> None:
 
 
 def test_chart_tags_name_charts_in_order(reference_dir: Path) -> None:
-    notebook = Catalog(reference_dir).get("partial")
+    catalog = Catalog(reference_dir)
+    notebook, first = catalog.chart("partial")
     assert [c.name for c in notebook.charts] == ["first", "second"]
-    assert notebook.chart().name == "first"
+    assert first.name == "first"
+    assert catalog.chart("partial", "second")[1].name == "second"
     with pytest.raises(UnknownChart, match="first, second"):
-        notebook.chart("third")
+        catalog.chart("partial", "third")
 
 
 def test_a_notebook_without_chart_tags_has_one_chart_of_its_last_image(reference_dir: Path) -> None:
@@ -88,7 +90,7 @@ def broken_reason(tmp_path: Path, cells: list, metadata: dict | None = None) -> 
     notebook = Catalog(tmp_path).get("nb")
     assert isinstance(notebook.error, BrokenNotebook)
     with pytest.raises(BrokenNotebook):
-        notebook.chart()
+        Catalog(tmp_path).chart("nb")
     return notebook.error.message
 
 
@@ -145,10 +147,11 @@ def test_an_edit_is_seen_after_the_scan_interval_only(tmp_path: Path) -> None:
 
 
 def test_a_broken_notebooks_error_is_raised_fresh_each_time(reference_dir: Path) -> None:
-    notebook = Catalog(reference_dir).get("unreadable")
+    catalog = Catalog(reference_dir)
     for _ in range(3):
         with pytest.raises(BrokenNotebook):
-            notebook.chart()
+            catalog.chart("unreadable")
+    notebook = catalog.get("unreadable")
     assert notebook.error is not None and notebook.error.__traceback__ is None
 
 
@@ -221,7 +224,7 @@ def test_names_that_differ_only_in_normalization_are_listed_as_a_conflict(tmp_pa
     message = notebook.error.message
     assert "2 files" in message and "(NFC)" in message and "(NFD)" in message
     with pytest.raises(BrokenNotebook):
-        notebook.chart()
+        catalog.chart(notebook.id)
 
 
 def test_a_name_with_a_control_character_is_listed_with_why(tmp_path: Path) -> None:

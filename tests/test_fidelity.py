@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from nbclient import NotebookClient
 from PIL import Image, ImageChops
 
-from publisher.app import POOL
+from publisher.state import SERVICE
 
 from .conftest import serve, test_settings
 from .fidelity_corpus import LEAVERS, RETIRING, write_corpus
@@ -138,7 +138,7 @@ async def test_shuffled_orders(
 async def test_a_kernel_reset_cannot_clean_is_retired(
     one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, retiring: str
 ) -> None:
-    pool = one_kernel.app[POOL]
+    pool = one_kernel.app[SERVICE].pool
     before = pool.tainted
     styles = corpus[1]["styles"][:3]
     order = [x for style in styles for x in (retiring, style)]

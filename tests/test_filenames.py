@@ -97,11 +97,11 @@ async def test_each_odd_name_answers_a_png_at_the_url_the_api_gives(
 async def test_an_nfd_url_is_the_same_notebook_and_the_same_cache_entry(client: TestClient) -> None:
     id = nfc("régions/café")
     first = await get(client, f"/charts/{quote(id)}.png?_dpi=50")
-    renders = client.app[SERVICE].stats.renders
+    renders = client.app[SERVICE].pool.renders
     again = await get(client, f"/charts/{quote(nfd(id))}.png?_dpi=50")
     assert first.status == again.status == 200
     assert again.headers["X-Publisher-Cache"] == "hit"
-    assert client.app[SERVICE].stats.renders == renders
+    assert client.app[SERVICE].pool.renders == renders
 
 
 async def test_a_plus_in_a_path_is_a_plus_not_a_space(client: TestClient) -> None:

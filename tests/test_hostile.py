@@ -129,8 +129,8 @@ async def test_generated_requests_get_deliberate_answers(client: TestClient) -> 
 async def test_limits_are_refused_before_any_render(
     client: TestClient, target: str, status: int
 ) -> None:
-    before = client.app[SERVICE].stats.renders
+    before = client.app[SERVICE].pool.renders
     got, body, content_type = await send(client.server.port or 0, target)
     assert got == status, body[:300]
     check(got, body, content_type)
-    assert client.app[SERVICE].stats.renders == before
+    assert client.app[SERVICE].pool.renders == before

@@ -23,7 +23,7 @@ BROWSER_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0
 
 
 def renders(client: TestClient) -> int:
-    return client.app[SERVICE].stats.renders
+    return client.app[SERVICE].pool.renders
 
 
 async def noticed(client: TestClient) -> None:
@@ -344,8 +344,8 @@ async def test_a_failed_render_is_retried_after_the_error_ttl(
     assert (await client.get("/charts/fails.png?reason=later")).status == 500
     before = renders(client)
     service = client.app[SERVICE]
-    later = time.monotonic() + service.settings.error_ttl + 1
-    monkeypatch.setattr(service, "clock", lambda: later)
+    later = time.time() + service.settings.error_ttl + 1
+    monkeypatch.setattr(service.pipeline.freshness, "clock", lambda: later)
     assert (await client.get("/charts/fails.png?reason=later")).status == 500
     assert renders(client) == before + 1
 

@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from publisher.app import POOL
+from publisher.state import SERVICE
 
 from .conftest import error_of, serve, test_settings
 from .notebooks import IMPORTS, write_notebook
@@ -86,10 +86,10 @@ async def test_a_size_inside_the_limit_at_a_high_dpi_renders(client: TestClient)
 
 
 async def test_the_kernel_is_kept_after_a_refused_size(client: TestClient) -> None:
-    before = client.app[POOL].restarts
+    before = client.app[SERVICE].pool.restarts
     assert (await client.get("/charts/banner.png?_height=3000")).status == 400
     assert (await client.get("/charts/plain.png?_width=640")).status == 200
-    assert client.app[POOL].restarts == before
+    assert client.app[SERVICE].pool.restarts == before
 
 
 async def test_a_tight_crop_that_grows_past_the_limit_is_refused_before_drawing(

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
+from publisher.assembly import build
 from publisher.state import SERVICE
 
 from .conftest import serve, test_settings
@@ -19,21 +20,18 @@ TTL, MAX_STALE = 60, 600
 
 
 class Clock:
-    """Stands in for the time module in the cache, so freshness moves without waiting."""
+    """The server's clock, moved by the tests, so freshness moves without waiting."""
 
     def __init__(self) -> None:
         self.now = 1_800_000_000.0
 
-    def time(self) -> float:
+    def __call__(self) -> float:
         return self.now
 
 
 @pytest.fixture(scope="module")
 def clock() -> Clock:
-    with pytest.MonkeyPatch.context() as patch:
-        clock = Clock()
-        patch.setattr("publisher.cache.time", clock)
-        yield clock
+    return Clock()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -45,14 +43,14 @@ async def client(
     write_notebook(folder / "live.ipynb", [IMPORTS, random_chart], {"publisher": {"ttl": TTL}})
     write_notebook(folder / "static.ipynb", [IMPORTS, random_chart])
     settings = test_settings(folder, tmp_path_factory.mktemp("cache"), max_stale=MAX_STALE)
-    async with serve(settings) as client:
+    async with serve(settings, build(settings, clock=clock)) as client:
         yield client
 
 
 async def flights_done(client: TestClient) -> None:
-    service = client.app[SERVICE]
+    pipeline = client.app[SERVICE].pipeline
     for _ in range(400):
-        if not service._flights:
+        if not pipeline.revalidating:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("background render did not finish")
@@ -74,14 +72,14 @@ async def test_stale_is_served_at_once_and_rendered_again_once(
     client: TestClient, clock: Clock
 ) -> None:
     first = await client.get("/charts/live.png?_dpi=60")
-    renders = client.app[SERVICE].stats.renders
+    renders = client.app[SERVICE].pool.renders
     clock.now += TTL + 1
     stale = await asyncio.gather(*(client.get("/charts/live.png?_dpi=60") for _ in range(5)))
     assert {r.headers["X-Publisher-Cache"] for r in stale} == {"stale"}
     assert {r.headers["ETag"] for r in stale} == {first.headers["ETag"]}
     assert stale[0].headers["Cache-Control"] == "public, max-age=0"
     await flights_done(client)
-    assert client.app[SERVICE].stats.renders == renders + 1
+    assert client.app[SERVICE].pool.renders == renders + 1
     fresh = await client.get("/charts/live.png?_dpi=60")
     assert fresh.headers["X-Publisher-Cache"] == "hit"
     assert fresh.headers["ETag"] != first.headers["ETag"]
@@ -121,11 +119,11 @@ async def test_a_failing_revalidation_keeps_serving_stale_and_runs_once(
     (folder / "down").write_text("")
     try:
         clock.now += TTL + 1
-        renders = service.stats.renders
+        renders = service.pool.renders
         for _ in range(5):
             stale = await client.get("/charts/flaky.png")
             assert stale.headers["X-Publisher-Cache"] == "stale"
             await flights_done(client)
-        assert service.stats.renders == renders + 1  # the failure is remembered
+        assert service.pool.renders == renders + 1  # the failure is remembered
     finally:
         (folder / "down").unlink()

@@ -43,7 +43,7 @@ async def test_metrics_count_requests_cache_results_and_renders(client: TestClie
     assert m[("publisher_requests_total", (("status", "400"),))] >= 1
     assert m[("publisher_chart_cache_total", (("result", "hit"),))] >= 1
     assert m[("publisher_chart_cache_total", (("result", "miss"),))] >= 1
-    assert m[("publisher_render_seconds_count", ())] == client.app[SERVICE].stats.renders
+    assert m[("publisher_render_seconds_count", ())] == client.app[SERVICE].pool.renders
     assert m[("publisher_kernels_idle", ())] + m[("publisher_kernels_busy", ())] == 2
     assert ("publisher_queue_depth", ()) in m
     assert ("publisher_kernel_restarts_total", ()) in m

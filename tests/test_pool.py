@@ -19,7 +19,7 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.app import POOL, create_app
+from publisher.app import create_app
 from publisher.executor import Job, Kernel, ResetReport
 from publisher.options import RenderOptions
 from publisher.pool import KernelPool
@@ -31,14 +31,14 @@ from .notebooks import IMPORTS, chart, write_notebook
 
 
 def renders(client: TestClient) -> int:
-    return client.app[SERVICE].stats.renders
+    return client.app[SERVICE].pool.renders
 
 
 async def settle(client: TestClient) -> None:
     """Until no render is in flight and every kernel is back (bounded)."""
-    service, pool = client.app[SERVICE], client.app[POOL]
+    service, pool = client.app[SERVICE], client.app[SERVICE].pool
     for _ in range(400):
-        if not service._flights and pool.busy == 0 and pool.idle == pool.size:
+        if not service.pipeline.revalidating and pool.busy == 0 and pool.idle == pool.size:
             return
         await asyncio.sleep(0.025)
     raise AssertionError("the server did not settle")
@@ -68,13 +68,13 @@ async def test_a_miss_uses_a_warm_kernel_without_starting_one(
     reference_dir: Path, cache_dir: Path
 ) -> None:
     async with serve(test_settings(reference_dir, cache_dir)) as client:
-        pool = client.app[POOL]
+        pool = client.app[SERVICE].pool
         assert pool.idle == pool.size == 2
-        pids = {k.pid for k in list(pool._idle._queue)}  # type: ignore[attr-defined]
+        pids = pool.pids
         assert (await client.get("/charts/echo.png?count=101")).status == 200
         await settle(client)
         assert pool.restarts == 0
-        assert {k.pid for k in list(pool._idle._queue)} == pids  # type: ignore[attr-defined]
+        assert pool.pids == pids
 
 
 async def test_past_the_queue_the_answer_is_503_with_retry_after(
@@ -99,7 +99,7 @@ async def test_a_client_that_leaves_while_queued_starts_no_render(
     async with serve(settings) as client:
         before = renders(client)
         busy = asyncio.ensure_future(client.get("/charts/slow.png?seconds=1"))
-        while client.app[POOL].busy == 0:
+        while client.app[SERVICE].pool.busy == 0:
             await asyncio.sleep(0.01)
         with pytest.raises(asyncio.TimeoutError):
             await client.get(
@@ -118,7 +118,7 @@ async def test_a_kernel_that_dies_gives_500_and_is_replaced(
         assert response.status == 500
         assert (await error_of(response))["code"] == "kernel_died"
         await settle(client)
-        assert client.app[POOL].restarts == 1
+        assert client.app[SERVICE].pool.restarts == 1
         assert (await client.get("/charts/echo.png?count=102")).status == 200
 
 
@@ -127,8 +127,8 @@ async def test_a_render_past_the_timeout_gives_504_and_its_kernel_is_replaced(
 ) -> None:
     settings = test_settings(reference_dir, cache_dir, kernels=1, timeout=1.0)
     async with serve(settings) as client:
-        pool = client.app[POOL]
-        old_pid = next(iter(pool._idle._queue)).pid  # type: ignore[attr-defined]
+        pool = client.app[SERVICE].pool
+        (old_pid,) = pool.pids
         response = await client.get("/charts/slow.png?seconds=30")
         assert response.status == 504
         assert (await error_of(response))["code"] == "timeout"
@@ -146,7 +146,7 @@ async def test_a_kernel_is_replaced_after_its_quota_of_renders(
         for count in range(3):
             assert (await client.get(f"/charts/echo.png?count={200 + count}")).status == 200
             await settle(client)
-        assert client.app[POOL].restarts == 1
+        assert client.app[SERVICE].pool.restarts == 1
 
 
 async def test_a_notebook_error_costs_a_reset_not_a_kernel(
@@ -154,14 +154,14 @@ async def test_a_notebook_error_costs_a_reset_not_a_kernel(
 ) -> None:
     settings = test_settings(reference_dir, cache_dir, kernels=1, error_ttl=0.0)
     async with serve(settings) as client:
-        pool = client.app[POOL]
-        (pid,) = {k.pid for k in list(pool._idle._queue)}  # type: ignore[attr-defined]
+        pool = client.app[SERVICE].pool
+        (pid,) = pool.pids
         for reason in ("one", "two", "three"):
             response = await client.get(f"/charts/fails.png?reason={reason}")
             assert (await error_of(response))["exception"] == "ValueError"
             await settle(client)
         assert pool.restarts == 0
-        assert {k.pid for k in list(pool._idle._queue)} == {pid}  # type: ignore[attr-defined]
+        assert pool.pids == [pid]
         assert (await client.get("/charts/state.png?run=1")).status == 200
 
 
@@ -248,7 +248,7 @@ async def test_a_render_cannot_leave_state_for_the_next_one(tmp_path: Path) -> N
             response = await client.get(f"/charts/{path}.png")
             assert response.status == 200, (path, await response.text())
             await settle(client)
-        assert client.app[POOL].restarts == 0  # one kernel did it all
+        assert client.app[SERVICE].pool.restarts == 0  # one kernel did it all
 
 
 async def test_a_request_waits_for_a_kernel_no_longer_than_the_timeout(
@@ -257,7 +257,7 @@ async def test_a_request_waits_for_a_kernel_no_longer_than_the_timeout(
     settings = test_settings(reference_dir, cache_dir, kernels=1, timeout=1.0)
     async with serve(settings) as client:
         slow = asyncio.ensure_future(client.get("/charts/slow.png?seconds=30"))
-        while client.app[POOL].busy == 0:
+        while client.app[SERVICE].pool.busy == 0:
             await asyncio.sleep(0.01)
         waiting = await client.get("/charts/echo.png?count=104")
         assert waiting.status == 503
@@ -403,5 +403,5 @@ def test_the_server_and_the_command_line_build_the_same_pool(tmp_path: Path) -> 
     def shape(pool: KernelPool) -> tuple[object, ...]:
         return (pool.size, pool.renders_per_kernel, pool.max_rss, pool.wait_timeout)
 
-    assert shape(create_app(settings)[POOL]) == (3, 7, 64 * 2**20, 9)
+    assert shape(create_app(settings)[SERVICE].pool) == (3, 7, 64 * 2**20, 9)
     assert shape(KernelPool.from_settings(settings, size=1)) == (1, 7, 64 * 2**20, 9)

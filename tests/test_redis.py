@@ -25,8 +25,10 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from publisher import redis_shared, state
-from publisher.cache import Entry
-from publisher.redis_shared import DONE, ENTRY, LOCK, REDIS, RedisShared
+from publisher.cache import DiskCache, Entry, MemoryCache
+from publisher.outcome import Outcome
+from publisher.pipeline import Flights, Freshness, Pipeline, Render, Started, Stored
+from publisher.redis_shared import DONE, ENTRY, LOCK, RedisLayer, RedisShared
 from publisher.settings import Settings
 from publisher.state import SERVICE
 
@@ -134,11 +136,13 @@ async def across(
 
 
 def renders(*clients: TestClient) -> int:
-    return sum(client.app[SERVICE].stats.renders for client in clients)
+    return sum(client.app[SERVICE].pool.renders for client in clients)
 
 
 def key_of(client: TestClient, notebook: str, **params: str) -> str:
-    return client.app[SERVICE].resolve(notebook, None, urlencode(params), "png").key
+    service = client.app[SERVICE]
+    found, chart = service.catalog.chart(notebook)
+    return service.resolve(found, chart, urlencode(params), "png").key
 
 
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> int:
@@ -148,12 +152,15 @@ def outage_warnings(caplog: pytest.LogCaptureFixture) -> int:
     )
 
 
-async def wait_until_up(shared: RedisShared, seconds: float = 10.0) -> None:
-    """Poke Redis through the tier (a no-op during the back-off) until it answers again."""
+async def wait_until_up(client: TestClient, seconds: float = 10.0) -> None:
+    """Poke Redis through the server's pipeline (a no-op during the back-off) until it answers."""
+    shared = client.app[SERVICE].redis
+    assert shared is not None
     deadline = time.monotonic() + seconds
     while not shared.health()["up"]:
         assert time.monotonic() < deadline, "redis never counted as up again"
-        await shared.tier.get("probe")
+        with contextlib.suppress(Exception):
+            await shared.call(shared.client.ping)
         await asyncio.sleep(0.05)
 
 
@@ -217,11 +224,11 @@ async def test_a_redis_outage_is_served_locally_logged_once_and_healed(
             health = await client.get("/healthz")
             assert health.status == 200
             assert (await health.json())["redis"]["up"] is False
-            assert client.app[REDIS].health()["last_error"]
+            assert (await health.json())["redis"]["last_error"]
         assert outage_warnings(caplog) == 2  # once a server, not once a request
     finally:
         redis_server.start()
-    await asyncio.gather(wait_until_up(a.app[REDIS]), wait_until_up(b.app[REDIS]))
+    await asyncio.gather(wait_until_up(a), wait_until_up(b))
     assert sum("reachable again" in r.msg for r in caplog.records) == 2
     await a.get("/charts/echo.png?count=407")
     again = await b.get("/charts/echo.png?count=407")
@@ -247,78 +254,82 @@ def unit_settings(tmp_path: Path, url: str) -> Settings:
     return test_settings(tmp_path, tmp_path, redis_url=url)
 
 
+@contextlib.asynccontextmanager
+async def layer(settings: Settings, **timing: float) -> AsyncIterator[RedisLayer]:
+    """A server's Redis layer with nothing but a render below it: no kernel, no local tiers."""
+    shared = RedisShared(settings)
+    try:
+        yield RedisLayer(shared, Render(), Freshness(settings.max_stale), **timing)
+    finally:
+        await shared.close()
+
+
+def rendering(entry: Entry, gate: asyncio.Event | None = None) -> Any:
+    """A produce that waits for ``gate``, then returns ``entry``."""
+
+    async def produce(started: Started) -> Entry:
+        started()
+        if gate is not None:
+            await gate.wait()
+        return entry
+
+    return produce
+
+
+async def must_not_run(started: Started) -> Entry:
+    raise AssertionError("rendered where it should have waited")
+
+
 async def test_a_damaged_entry_in_redis_is_a_miss_and_is_dropped(
     redis_server: RedisServer, store: aioredis.Redis, tmp_path: Path
 ) -> None:
-    shared = RedisShared(unit_settings(tmp_path, redis_server.url))
-    try:
+    async with layer(unit_settings(tmp_path, redis_server.url)) as tier:
         good = Entry.of(b"chart bytes", "image/png")
         await store.set(ENTRY + "garbage", b"\xff\x00 not an entry")
         await store.set(ENTRY + "cut", json.dumps(good.header()).encode() + b"\nchart")
         for key in ("garbage", "cut"):
-            assert await shared.tier.get(key) is None
+            assert await tier.get(key) is None
             assert await store.exists(ENTRY + key) == 0
-        await shared.tier.put("good", good)
-        assert await shared.tier.get("good") == good
-        assert shared.health()["up"] is True
-    finally:
-        await shared.close()
+        await tier.put("good", good)
+        assert await tier.get("good") == good
+        assert tier.shared.health()["up"] is True
 
 
 async def test_a_waiter_wakes_on_the_done_message_without_polling(
     redis_server: RedisServer, store: aioredis.Redis, tmp_path: Path
 ) -> None:
     settings = unit_settings(tmp_path, redis_server.url)
-    owner, waiter = RedisShared(settings), RedisShared(settings, poll=60.0)
     release = asyncio.Event()
-
-    async def produce() -> Entry:
-        await release.wait()
-        entry = Entry.of(b"rendered once", "image/png")
-        await owner.tier.put("wake", entry)
-        return entry
-
-    async def must_not_run() -> Entry:
-        raise AssertionError("the waiter rendered")
-
-    try:
-        owning = asyncio.ensure_future(owner.coordinate("wake", produce))
+    entry = Entry.of(b"rendered once", "image/png")
+    async with layer(settings) as owner, layer(settings, poll=60.0) as waiter:
+        owning = asyncio.ensure_future(owner.get_or_render("wake", rendering(entry, release)))
         await _until(lambda: store.exists(LOCK + "wake"))
-        waiting = asyncio.ensure_future(waiter.coordinate("wake", must_not_run))
+        waiting = asyncio.ensure_future(waiter.get_or_render("wake", must_not_run))
         await _until(lambda: _subscribers(store, DONE + "wake"))
         release.set()
-        entry = await owning
-        assert await asyncio.wait_for(waiting, 5) == entry  # far sooner than the 60 s poll
+        assert (await owning).entry == entry
+        followed: Outcome = await asyncio.wait_for(waiting, 5)  # far sooner than the 60 s poll
+        assert (followed.entry, followed.cache, followed.tier) == (entry, "miss", "redis")
         assert await store.exists(LOCK + "wake") == 0
-    finally:
-        await owner.close()
-        await waiter.close()
 
 
 async def test_an_owner_keeps_its_lock_for_a_render_longer_than_the_lease(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     settings = unit_settings(tmp_path, redis_server.url)
-    owner, waiter = RedisShared(settings, lease=0.3), RedisShared(settings, poll=0.05)
     started = asyncio.Event()
+    entry = Entry.of(b"long render", "image/png")
 
-    async def produce() -> Entry:
+    async def produce(_: Started) -> Entry:
         started.set()
         await asyncio.sleep(1.0)  # a render that outlasts three leases
-        entry = Entry.of(b"long render", "image/png")
-        await owner.tier.put("long", entry)
         return entry
 
-    async def must_not_run() -> Entry:
-        raise AssertionError("the lock expired under a live owner")
-
-    try:
-        owning = asyncio.ensure_future(owner.coordinate("long", produce))
+    async with layer(settings, lease=0.3) as owner, layer(settings, poll=0.05) as waiter:
+        owning = asyncio.ensure_future(owner.get_or_render("long", produce))
         await started.wait()
-        assert await waiter.coordinate("long", must_not_run) == await owning
-    finally:
-        await owner.close()
-        await waiter.close()
+        assert (await waiter.get_or_render("long", must_not_run)).entry == entry
+        assert (await owning).entry == entry
 
 
 @pytest.fixture
@@ -334,38 +345,61 @@ async def test_redis_dying_while_a_server_waits_renders_there_instead(
     own_redis: RedisServer, tmp_path: Path
 ) -> None:
     settings = unit_settings(tmp_path, own_redis.url)
-    owner, waiter = RedisShared(settings), RedisShared(settings)
     release = asyncio.Event()
     theirs, ours = Entry.of(b"owner's", "image/png"), Entry.of(b"waiter's", "image/png")
-
-    async def produce() -> Entry:
-        await release.wait()
-        await owner.tier.put("orphan", theirs)
-        return theirs
-
-    async def produce_here() -> Entry:
-        return ours
-
-    try:
-        owning = asyncio.ensure_future(owner.coordinate("orphan", produce))
+    async with layer(settings) as owner, layer(settings) as waiter:
+        owning = asyncio.ensure_future(owner.get_or_render("orphan", rendering(theirs, release)))
         probe = aioredis.from_url(own_redis.url)
         try:
             await _until(lambda: probe.exists(LOCK + "orphan"))
-            waiting = asyncio.ensure_future(waiter.coordinate("orphan", produce_here))
+            waiting = asyncio.ensure_future(waiter.get_or_render("orphan", rendering(ours)))
             await _until(lambda: _subscribers(probe, DONE + "orphan"))
         finally:
             await probe.aclose()
         own_redis.stop()
-        assert await asyncio.wait_for(waiting, 5) == ours
-        release.set()
-        assert (
-            await asyncio.wait_for(owning, 5) == theirs
-        )  # its put, publish and release fail quietly
-        assert waiter.health()["up"] is False and owner.health()["up"] is False
+        try:
+            assert (await asyncio.wait_for(waiting, 5)).entry == ours
+            release.set()
+            # its put, publish and release fail quietly
+            assert (await asyncio.wait_for(owning, 5)).entry == theirs
+            assert waiter.shared.health()["up"] is False and owner.shared.health()["up"] is False
+        finally:
+            release.set()
+
+
+async def test_a_pipeline_goes_on_without_redis_and_shares_again_once_it_is_back(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = unit_settings(tmp_path, own_redis.url)
+    shared = [RedisShared(settings, backoff=0.05) for _ in "ab"]
+
+    def pipeline(redis: RedisShared, name: str) -> Pipeline:
+        """A server's pipeline as ``assembly.build`` makes it, with a fake render below."""
+        fresh = Freshness(settings.max_stale)
+        below = RedisLayer(redis, Render(), fresh)
+        stored = Stored(DiskCache(tmp_path / name), below, fresh)
+        return Pipeline(MemoryCache(2**20), Flights(stored), fresh, settings.error_ttl)
+
+    a, b = pipeline(shared[0], "a"), pipeline(shared[1], "b")
+    try:
+        own_redis.stop()
+        for server, body in ((a, b"a's"), (b, b"b's")):
+            down = await server.get_or_render("down", rendering(Entry.of(body, "image/png")))
+            assert (down.cache, down.tier, down.entry.body) == ("miss", None, body)
+        assert not shared[0].health()["up"] and not shared[1].health()["up"]
+        own_redis.start()
+        for attempt in range(200):
+            await asyncio.sleep(0.05)
+            await a.get_or_render(f"probe-{attempt}", rendering(Entry.of(b"p", "image/png")))
+            if shared[0].health()["up"]:
+                break
+        rendered = await a.get_or_render("back", rendering(Entry.of(b"a's", "image/png")))
+        shared_hit = await b.get_or_render("back", must_not_run)
+        assert (shared_hit.cache, shared_hit.tier) == ("hit", "redis")
+        assert shared_hit.entry == rendered.entry
     finally:
-        release.set()
-        await owner.close()
-        await waiter.close()
+        for redis in shared:
+            await redis.close()
 
 
 async def test_an_unreachable_or_silent_redis_is_skipped_not_fatal(
@@ -374,25 +408,19 @@ async def test_an_unreachable_or_silent_redis_is_skipped_not_fatal(
     silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     silent_port = silent.sockets[0].getsockname()[1]
     entry = Entry.of(b"local render", "image/png")
-
-    async def produce() -> Entry:
-        return entry
-
     try:
         for url in (f"redis://127.0.0.1:{free_port()}/0", f"redis://127.0.0.1:{silent_port}/0"):
             caplog.clear()
-            shared = RedisShared(unit_settings(tmp_path, url))
-            try:
+            async with layer(unit_settings(tmp_path, url)) as tier:
                 started = time.monotonic()
                 for _ in range(5):
-                    assert await shared.tier.get("k") is None
-                    await shared.tier.put("k", entry)
-                    assert await shared.coordinate("k", produce) == entry
+                    assert await tier.get("k") is None
+                    await tier.put("k", entry)
+                    outcome = await tier.get_or_render("k", rendering(entry))
+                    assert (outcome.entry, outcome.cache, outcome.tier) == (entry, "miss", None)
                 assert time.monotonic() - started < 2.0
-                assert shared.health()["up"] is False
+                assert tier.shared.health()["up"] is False
                 assert outage_warnings(caplog) == 1
-            finally:
-                await shared.close()
     finally:
         silent.close()
 

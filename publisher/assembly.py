@@ -1,0 +1,40 @@
+"""Put a publisher together from its settings: the one place its parts are chosen and wired.
+
+``publisher serve`` and ``publisher render`` both build here, so the command
+line renders with the pool, limits and tiers the server uses.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .cache import DiskCache, MemoryCache
+from .catalog import Catalog
+from .pipeline import Clock, Flights, Freshness, Layer, Pipeline, Render, Stored
+from .pool import KernelPool
+from .redis_shared import RedisLayer, RedisShared
+from .service import Publisher
+from .settings import Settings
+
+
+def build(
+    settings: Settings, *, clock: Clock = time.time, pool: KernelPool | None = None
+) -> Publisher:
+    """The service these settings describe; ``clock`` and ``pool`` are for tests to replace."""
+    freshness = Freshness(settings.max_stale, clock)
+    below: Layer = Render()
+    redis = RedisShared(settings) if settings.redis_url else None
+    if redis is not None:
+        below = RedisLayer(redis, below, freshness)
+    disk = DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes)
+    below = Flights(Stored(disk, below, freshness))
+    memory = MemoryCache(settings.memory_cache_bytes)
+    return Publisher(
+        settings,
+        Catalog(settings.notebook_dir, settings.scan_interval),
+        Pipeline(memory, below, freshness, settings.error_ttl),
+        pool or KernelPool.from_settings(settings),
+        disk=disk,
+        redis=redis,
+        clock=clock,
+    )
