@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from .browse import Folder, Listing, Page
 from .catalog import Notebook
+from .data import Data
 from .extract import FORMATS
 from .signing import Signer
 
@@ -22,12 +24,17 @@ def chart_path(notebook_id: str, chart: str, fmt: str = "png") -> str:
     return f"/charts/{quote(notebook_id)}/{quote(chart)}.{fmt}"
 
 
-def notebook_json(notebook: Notebook, signer: Signer | None = None) -> dict[str, Any]:
+def notebook_json(
+    notebook: Notebook, signer: Signer | None = None, data: Mapping[str, Data] | None = None
+) -> dict[str, Any]:
     """Everything a person or a tool needs to embed this notebook's charts.
 
     With signing on, the chart URLs are signed defaults: the API shows what
     the server would render anyway, and signs nothing a caller chose.
+    ``data``: each chart's data files as its last render read them, when
+    there is one to tell of.
     """
+    data = data or {}
     sign = signer.sign if signer is not None else (lambda url: url)
     body: dict[str, Any] = {
         "id": notebook.id,
@@ -39,12 +46,35 @@ def notebook_json(notebook: Notebook, signer: Signer | None = None) -> dict[str,
                 "name": chart.name,
                 "url": sign(chart_path(notebook.id, chart.name)),
                 "urls": {fmt: sign(chart_path(notebook.id, chart.name, fmt)) for fmt in FORMATS},
+                "data": data_json(data[chart.name], notebook) if chart.name in data else None,
             }
             for chart in notebook.charts
         ],
         "error": notebook.error.body()["error"] if notebook.error else None,
     }
     return body
+
+
+def data_json(data: Data, notebook: Notebook) -> dict[str, Any]:
+    """The files a render read, named relative to the notebook's folder.
+
+    A file outside the notebooks' folder is named by its file name alone: the
+    API does not show where else on the server it lives.
+    """
+    folder = str(notebook.folder)
+    root = str(notebook.path.parents[notebook.id.count("/")])
+
+    def name(path: str) -> str:
+        inside = os.path.commonpath([path, root]) == root
+        return os.path.relpath(path, folder) if inside else os.path.basename(path)
+
+    return {
+        "files": [
+            {"path": name(f.path), "size": f.size, "modified": f.mtime_ns / 1e9} for f in data.files
+        ],
+        "globs": [name(g.pattern) for g in data.globs],
+        "dropped": data.dropped,
+    }
 
 
 def page_json(

@@ -13,6 +13,7 @@ from .catalog import Catalog
 from .pipeline import Clock, Flights, Freshness, Layer, Pipeline, Render, Stored
 from .pool import KernelPool
 from .redis_shared import RedisLayer, RedisShared
+from .render import Renderer
 from .service import Publisher
 from .settings import Settings
 
@@ -21,7 +22,7 @@ def build(
     settings: Settings, *, clock: Clock = time.time, pool: KernelPool | None = None
 ) -> Publisher:
     """The service these settings describe; ``clock`` and ``pool`` are for tests to replace."""
-    freshness = Freshness(settings.max_stale, clock)
+    freshness = Freshness(settings.max_stale, clock, data_interval=settings.scan_interval)
     below: Layer = Render()
     redis = RedisShared(settings) if settings.redis_url else None
     if redis is not None:
@@ -29,12 +30,13 @@ def build(
     disk = DiskCache(settings.cache_dir, max_bytes=settings.disk_cache_bytes)
     below = Flights(Stored(disk, below, freshness))
     memory = MemoryCache(settings.memory_cache_bytes)
+    catalog = Catalog(settings.notebook_dir, settings.scan_interval)
+    pool = pool or KernelPool.from_settings(settings)
     return Publisher(
         settings,
-        Catalog(settings.notebook_dir, settings.scan_interval),
+        catalog,
         Pipeline(memory, below, freshness, settings.error_ttl),
-        pool or KernelPool.from_settings(settings),
+        Renderer(settings, pool, str(catalog.root), clock),
         disk=disk,
         redis=redis,
-        clock=clock,
     )

@@ -20,10 +20,12 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+
+from .data import NO_DATA, Data
 
 log = logging.getLogger(__name__)
 _ENTRY_NAME = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{62}")
@@ -36,14 +38,19 @@ class Entry:
     etag: str  # strong: a digest of the body
     created: float  # epoch seconds of the render
     ttl: float | None = None  # seconds of freshness; None: fresh until the notebook changes
+    data: Data = NO_DATA  # the files the render read: stale once they change
 
     @classmethod
     def of(
-        cls, body: bytes, content_type: str, ttl: float | None = None, created: float | None = None
+        cls,
+        body: bytes,
+        content_type: str,
+        ttl: float | None = None,
+        created: float | None = None,
+        data: Data = NO_DATA,
     ) -> Entry:
-        return cls(
-            body, content_type, etag_of(body), time.time() if created is None else created, ttl
-        )
+        created = time.time() if created is None else created
+        return cls(body, content_type, etag_of(body), created, ttl, data)
 
     @functools.cached_property
     def last_modified(self) -> str:
@@ -64,10 +71,6 @@ class Entry:
             return None
         return cls.from_parts(header, body) if isinstance(header, dict) else None
 
-    def is_fresh(self, now: float | None = None) -> bool:
-        left = self.fresh_for(now)
-        return left is None or left > 0
-
     def age(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.created)
 
@@ -77,10 +80,14 @@ class Entry:
 
     def header(self) -> dict[str, Any]:
         """Everything but the body, for tiers that store the two apart."""
-        meta = asdict(self)
-        del meta["body"]
-        meta["length"] = len(self.body)
-        return meta
+        return {
+            "content_type": self.content_type,
+            "etag": self.etag,
+            "created": self.created,
+            "ttl": self.ttl,
+            "data": self.data.to_json() if self.data else None,
+            "length": len(self.body),
+        }
 
     @classmethod
     def from_parts(cls, header: dict[str, Any], body: bytes) -> Entry | None:
@@ -95,8 +102,9 @@ class Entry:
                 header["etag"],
                 float(header["created"]),
                 None if ttl is None else float(ttl),
+                Data.from_json(header.get("data")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
 

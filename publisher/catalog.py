@@ -60,6 +60,7 @@ class Notebook:
     charts: tuple[Chart, ...] = ()
     ttl: float | None = None
     fresh_kernel: bool = False  # metadata publisher.kernel = "fresh": a new kernel per render
+    data: tuple[str, ...] = ()  # metadata publisher.data: globs of files no hook sees
     error: PublisherError | None = field(default=None, compare=False)
 
     @property
@@ -148,6 +149,12 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
         raise BrokenNotebook(
             f"notebook '{base.id}': metadata publisher.ttl must be a positive number"
         )
+    data = meta.get("data", [])
+    if not isinstance(data, list) or not all(_relative_glob(g) for g in data):
+        raise BrokenNotebook(
+            f"notebook '{base.id}': metadata publisher.data must be a list of globs"
+            " relative to the notebook's folder"
+        )
     return Notebook(
         id=base.id,
         path=base.path,
@@ -160,7 +167,12 @@ def _describe(base: Notebook, nb: Any) -> Notebook:
         charts=tuple(charts.values()),
         ttl=float(ttl) if ttl is not None else None,
         fresh_kernel=kernel == "fresh",
+        data=tuple(data),
     )
+
+
+def _relative_glob(pattern: Any) -> bool:
+    return isinstance(pattern, str) and bool(pattern.strip()) and not os.path.isabs(pattern)
 
 
 _Entry = tuple[

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import click
 
-from .api import notebook_json
+from .api import data_json, notebook_json
 from .assembly import build
 from .catalog import Catalog
 from .errors import PublisherError
@@ -119,6 +119,12 @@ def _secret(secret_file: Path | None) -> str | None:
     default=None,
     help="Folder of notebooks. [default: notebooks]",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also list, on stderr, the data files the render read (what its cache entry follows).",
+)
 def render(
     notebook_id: str,
     chart: str | None,
@@ -126,6 +132,7 @@ def render(
     output: Path | None,
     fmt: str | None,
     notebook_dir: Path | None,
+    verbose: bool,
 ) -> None:
     """Render one chart of NOTEBOOK_ID, as the server would, to a file or stdout."""
     settings = _settings(notebook_dir=notebook_dir, kernels=1)
@@ -133,9 +140,11 @@ def render(
     fmt = _format_of(output, fmt)
     started = time.perf_counter()
     try:
-        body, how = asyncio.run(_render(settings, notebook_id, chart, list(params), fmt))
+        body, how, data = asyncio.run(_render(settings, notebook_id, chart, list(params), fmt))
     except PublisherError as e:
         raise click.ClickException(f"{e.message} [{e.code}, HTTP {e.status}]") from None
+    if verbose:
+        _list_data(data)
     if output is None:
         sys.stdout.buffer.write(body)
     else:
@@ -162,16 +171,29 @@ def _format_of(output: Path | None, fmt: str | None) -> str:
     return fmt
 
 
+def _list_data(data: dict[str, Any]) -> None:
+    files, globs = data["files"], data["globs"]
+    if not files and not globs:
+        click.echo("data: none read (the chart follows its notebook and ttl only)", err=True)
+    for f in files:
+        modified = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(f["modified"]))
+        click.echo(f"data: {f['path']} ({f['size']} bytes, modified {modified})", err=True)
+    for pattern in globs:
+        click.echo(f"data: declared {pattern}", err=True)
+    if data["dropped"]:
+        click.echo(f"data: {data['dropped']} more files read, not followed", err=True)
+
+
 async def _render(
     settings: Settings, notebook_id: str, chart: str | None, params: list[tuple[str, str]], fmt: str
-) -> tuple[bytes, str]:
+) -> tuple[bytes, str, dict[str, Any]]:
     service = build(settings)
     try:  # the pool starts a kernel only if the chart is not in the cache
         notebook, chart_ = service.catalog.chart(notebook_id, chart)
         outcome = await service.get(service.resolve(notebook, chart_, urlencode(params), fmt))
     finally:
         await service.close()
-    return outcome.entry.body, outcome.cache
+    return outcome.entry.body, outcome.cache, data_json(outcome.entry.data, notebook)
 
 
 @main.command(name="list")

@@ -52,6 +52,7 @@ class Job:
     options: RenderOptions
     root: str = ""  # the notebooks' folder: modules imported from it are forgotten after
     max_pixels: int | None = None  # largest side of the final image
+    max_reads: int = 1000  # files recorded as the render's data; the rest are counted
 
 
 Outputs = list[list[dict[str, Any]]]
@@ -118,7 +119,7 @@ class Kernel:
         o = job.options
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
-            f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r})"
+            f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r})"
         )
         first, *rest = job.cells or ("",)
         if cell_magic(first):  # the magic must stay the first line of its cell

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class ChartView:
     url2x: str  # the same chart at ``_dpi=HIDPI``, signed too when the server signs
     urls: dict[str, str]  # by format
     snippets: dict[str, str]  # url, markdown, html: absolute, for a page without JavaScript
+    data: str | None = None  # "data: sales.csv, changed 3 min ago", from its last render
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def _place(request: web.Request, listing: Listing) -> Place:
         return None if offset is None else gallery_url(folder.path, query, offset // PER_PAGE + 1)
 
     signer, base = request.app[state.SIGNER], public_base(request)
+    service = request.app[state.SERVICE]
     return Place(
         heading=heading,
         summary=_summary(page, query, folder.path, len(folders), empty=not listing),
@@ -225,7 +228,9 @@ def _place(request: web.Request, listing: Listing) -> Place:
         query=query,
         folders=tuple(folders),
         notebooks=tuple(
-            _notebook_view(notebook_json(nb, signer), signer, base, in_folder=bool(query))
+            _notebook_view(
+                notebook_json(nb, signer, service.last_data(nb)), signer, base, bool(query)
+            )
             for nb in page.items
         ),
         pager=Pager(
@@ -310,6 +315,7 @@ def _notebook_view(
                 url2x=url2x,
                 urls=chart["urls"],
                 snippets=_snippets(base + chart["url"], base + url2x, alt),
+                data=data_line(chart["data"], time.time()) if chart["data"] else None,
             )
         )
     return NotebookView(
@@ -321,6 +327,25 @@ def _notebook_view(
         charts=tuple(views),
         folder=_folder_link(body["id"]) if in_folder else None,
     )
+
+
+def data_line(data: dict[str, Any], now: float, shown: int = 3) -> str | None:
+    """The files a chart's last render read, and how long ago the newest changed."""
+    files = data["files"]
+    if not files:
+        return None
+    names = [f["path"] for f in files[:shown]]
+    more = len(files) - shown + data["dropped"]
+    listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return f"data: {listed}, changed {_ago(now - max(f['modified'] for f in files))}"
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
+    return "just now"
 
 
 def _folder_link(notebook_id: str) -> Link:

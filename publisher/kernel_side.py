@@ -5,7 +5,8 @@ publisher install) and lives there as the module ``_publisher``. It does two
 things the server cannot do from outside: put a reused kernel back into the
 state of a fresh one after each render, and make matplotlib print figures in
 the format, dpi and pixel size the URL asked for, whatever the notebook does
-with ``%matplotlib inline``.
+with ``%matplotlib inline``. And, while a render runs, it records the files the
+notebook reads (an audit hook), so a chart can follow its data.
 
 "Fresh" means what a new kernel looks like when a notebook's first figure
 appears: the inline backend loaded, its hooks registered, matplotlib's
@@ -33,6 +34,7 @@ from typing import Any
 # How the kernel tells the server things: display outputs of these types.
 ERROR_MIME = "application/vnd.publisher.error+json"  # the image would be too big
 RESET_MIME = "application/vnd.publisher.reset+json"  # what a reset could not restore
+READS_MIME = "application/vnd.publisher.reads+json"  # the files a render read so far
 
 _options: dict[str, Any] = {"dpi": None, "width": None, "height": None, "max_pixels": None}
 _original_print_figure: Any = None
@@ -56,6 +58,77 @@ _NAMESPACES = (
 )
 
 
+_recording = False  # a render is running: the files it opens for reading are its data
+_reads: dict[str, None] = {}  # in the order first read
+_reading: dict[str, Any] = {"limit": 1000, "dropped": 0, "published": -1, "ignored": ()}
+_READ_ONLY_OR_BOTH = (os.O_RDONLY, os.O_RDWR)
+_FONT_FILES = (".ttf", ".otf", ".ttc", ".afm", ".pfa", ".pfb")
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Note a file the render opens for reading; runs for every audit event, so it is lean."""
+    if not _recording:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if mode is None:  # os.open: the flags say
+            if flags & os.O_ACCMODE not in _READ_ONLY_OR_BOTH:
+                return
+        elif "r" not in mode and "+" not in mode:
+            return
+    elif event == "sqlite3.connect":
+        path = args[0]
+        if path in (":memory:", "", b""):
+            return
+    else:
+        return
+    if isinstance(path, int):
+        return  # an already open descriptor
+    _note(os.path.abspath(os.fsdecode(path)))
+
+
+def _note(path: str) -> None:
+    if path in _reads or path.startswith(_reading["ignored"]):
+        return
+    if path.endswith(_FONT_FILES) or "/__pycache__/" in path:
+        return
+    if len(_reads) < _reading["limit"]:
+        _reads[path] = None
+    else:
+        _reading["dropped"] += 1
+
+
+def _ignored_places() -> tuple[str, ...]:
+    """Where no notebook keeps its data: the Python installation, matplotlib's and
+    IPython's own files, and the system's."""
+    import matplotlib
+    from IPython.paths import get_ipython_dir
+
+    places = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    places |= {site.getusersitepackages(), get_ipython_dir()}
+    places |= {matplotlib.get_cachedir(), matplotlib.get_configdir(), matplotlib.get_data_path()}
+    places |= {"/proc", "/sys", "/dev", "/etc", "/usr/share", "/usr/lib", "/run"}
+    found = {os.path.realpath(p) for p in places} | {os.path.abspath(p) for p in places}
+    return tuple(place.rstrip(os.sep) + os.sep for place in sorted(found))
+
+
+def _publish_reads() -> None:
+    """After each cell of a render: what it has read so far, with sizes and mtimes now."""
+    if not _recording or len(_reads) + _reading["dropped"] == _reading["published"]:
+        return
+    files = []
+    for path in _reads:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue  # read, then removed: nothing left to follow
+        files.append([path, stat.st_size, stat.st_mtime_ns])
+    _reading["published"] = len(_reads) + _reading["dropped"]
+    from IPython.display import publish_display_data
+
+    publish_display_data({READS_MIME: {"files": files, "dropped": _reading["dropped"]}})
+
+
 def warm(modules: list[str]) -> None:
     """Import what renders will need, and bring matplotlib to the state of a first figure.
 
@@ -72,6 +145,11 @@ def warm(modules: list[str]) -> None:
     from IPython.core import pylabtools
 
     if _original_print_figure is None:
+        _reading["ignored"] = _ignored_places()
+        sys.addaudithook(_audit)  # for good: an audit hook cannot be removed
+        from IPython import get_ipython
+
+        get_ipython().events.register("post_execute", _publish_reads)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
@@ -110,10 +188,10 @@ def reset() -> None:
     Runs after a render, off the request's path. The answer is a display output
     rather than a value, so nothing lands in the notebook's ``_`` or ``Out``.
     """
-    global _guarding
+    global _guarding, _recording
     from IPython import get_ipython
 
-    _guarding = False
+    _guarding = _recording = False
     shell = get_ipython()
     # reset() would flush the output cache with a full gc.collect(), tens of
     # milliseconds; renders run with store_history=False, so there is no cache.
@@ -463,15 +541,20 @@ def prepare(
     width: int | None,
     height: int | None,
     max_pixels: int | None = None,
+    max_reads: int = 1000,
 ) -> None:
-    """Point a clean kernel at this render: its folder, and how to print its figures."""
+    """Point a clean kernel at this render: its folder, how to print its figures, and
+    what it reads from now on."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
-    global _guarding
+    global _guarding, _recording
     _saved["roots"].add(root)
     os.chdir(cwd)
+    _reads.clear()
+    _reading.update(limit=max_reads, dropped=0, published=0)
+    _recording = True
     _options.update(dpi=dpi, width=width, height=height, max_pixels=max_pixels)
     _guarding = True
     config = InlineBackend.instance()

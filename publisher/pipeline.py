@@ -7,8 +7,8 @@ A chart request goes down these layers and its entry comes back up::
 Every layer below the memory answers the one call ``get_or_render(key,
 produce)``. A layer that holds entries answers from its own store when it
 can, and otherwise asks the layer below and keeps what comes back: each layer
-fills itself, and none writes another's store. ``produce`` (the service's
-render) is only ever called by the bottom layer.
+fills itself, and none writes another's store. ``produce`` (a render: the
+``Renderer`` in the server) is only ever called by the bottom layer.
 
 The layers, and why they are in this order:
 
@@ -25,7 +25,8 @@ The layers, and why they are in this order:
 - **render** calls ``produce`` and times it.
 
 Freshness is judged in one place, ``Freshness``, with one clock that tests
-can move.
+can move: a ttl that ran out and data files that changed make an entry stale
+alike.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .cache import Entry, MemoryCache
+from .data import DataWatch
 from .errors import Overloaded, PublisherError
 from .outcome import HIT, MISS, STALE, Outcome
 
@@ -67,17 +69,31 @@ class Store(Protocol):
 
 
 class Freshness:
-    """Whether an entry may answer: fresh, stale but servable, or expired."""
+    """Whether an entry may answer: fresh, stale but servable, or expired.
 
-    def __init__(self, max_stale: float, clock: Clock = time.time) -> None:
+    An entry goes stale when its ttl runs out, or when the data its render
+    read changed (looked at once per ``data_interval``); either way it may be
+    served for ``max_stale`` seconds more while a new render is made.
+    """
+
+    def __init__(
+        self, max_stale: float, clock: Clock = time.time, data_interval: float = 1.0
+    ) -> None:
         self.max_stale = max_stale
         self.clock = clock
+        self.data = DataWatch(data_interval, clock)
 
     def judge(self, entry: Entry) -> str:
-        left = entry.fresh_for(self.clock())
-        if left is None or left > 0:
+        now = self.clock()
+        left = entry.fresh_for(now)
+        stale_for = None if left is None or left > 0 else -left
+        if entry.data:
+            since = self.data.changed_since(entry.data)
+            if since is not None:
+                stale_for = max(now - since, stale_for or 0.0)
+        if stale_for is None:
             return FRESH
-        return STALE if -left <= self.max_stale else EXPIRED
+        return STALE if stale_for < self.max_stale else EXPIRED
 
     def answer(self, entry: Entry, tier: str, revalidate: bool) -> Outcome | None:
         """The outcome of finding ``entry`` in ``tier``, or None when it cannot answer."""

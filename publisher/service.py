@@ -2,40 +2,30 @@
 
 The request is resolved to a render key (parameters read and typed, options
 checked), and the cache pipeline answers the key; at the pipeline's bottom,
-``_render`` runs the notebook in a pooled kernel. The server's views and the
+the ``Renderer`` runs the notebook in a pooled kernel. The server's views and the
 ``publisher render`` command both come through here, so they cannot disagree
 about what a chart is.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
 from .cache import DiskCache, Entry
 from .catalog import Catalog, Chart, Notebook
-from .executor import Job
-from .extract import FORMATS, chart_image
-from .inject import cells_to_run
+from .data import Data
 from .keys import render_key
 from .outcome import Outcome
-from .pipeline import Clock, Pipeline, Started
+from .pipeline import Pipeline, Started
 from .pool import KernelPool
-from .query import Query, read_query
+from .query import read_query
 from .redis_shared import RedisShared
+from .render import Renderer, RenderRequest
 from .settings import Settings
 
 RESOLVED_URLS = 4096  # recently seen URLs whose render request is kept ready
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    notebook: Notebook
-    chart: Chart
-    query: Query
-    key: str
 
 
 class Publisher:
@@ -50,19 +40,19 @@ class Publisher:
         settings: Settings,
         catalog: Catalog,
         pipeline: Pipeline,
-        pool: KernelPool,
+        renderer: Renderer,
         *,
         disk: DiskCache,
         redis: RedisShared | None = None,
-        clock: Clock = time.time,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pipeline = pipeline
-        self.pool = pool
+        self.renderer = renderer
+        self.pool: KernelPool = renderer.pool
         self.disk = disk
         self.redis = redis
-        self.clock = clock
+        self.clock = renderer.clock
         self._resolved: OrderedDict[tuple[object, ...], RenderRequest] = OrderedDict()
 
     def resolve(self, notebook: Notebook, chart: Chart, query: str, fmt: str) -> RenderRequest:
@@ -88,31 +78,17 @@ class Publisher:
     async def get(self, request: RenderRequest) -> Outcome:
         """The chart's entry, from the first layer of the pipeline that has a usable one."""
 
-        async def produce(started: Started) -> Entry:
-            return await self._render(request, started)
+        def produce(started: Started) -> Awaitable[Entry]:
+            return self.renderer(request, started)
 
         return await self.pipeline.get_or_render(request.key, produce)
+
+    def last_data(self, notebook: Notebook) -> dict[str, Data]:
+        """Each chart's data files as its last render on this server read them."""
+        return self.renderer.last_data(notebook)
 
     async def close(self) -> None:
         self.pipeline.close()
         await self.pool.close()
         if self.redis is not None:
             await self.redis.close()
-
-    async def _render(self, request: RenderRequest, started: Started) -> Entry:
-        options = request.query.options
-        async with self.pool.kernel(fresh=request.notebook.fresh_kernel) as kernel:
-            started()
-            outputs = await kernel.run(self._job(request), self.settings.timeout)
-        image = chart_image(outputs, options.fmt, request.chart.cell is None)
-        return Entry.of(image, FORMATS[options.fmt], request.notebook.ttl, created=self.clock())
-
-    def _job(self, request: RenderRequest) -> Job:
-        notebook = request.notebook
-        return Job(
-            cwd=str(notebook.folder),
-            cells=cells_to_run(notebook, request.chart, request.query.injected),
-            options=request.query.options,
-            root=str(self.catalog.root),
-            max_pixels=self.settings.max_pixels,
-        )

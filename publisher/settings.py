@@ -70,7 +70,9 @@ class Settings:
     browser_max_age: int = _setting(
         300, "Seconds browsers and CDNs may reuse a chart without a ttl before asking again."
     )
-    max_stale: float = _setting(3600.0, "Seconds a live chart past its ttl may still be served.")
+    max_stale: float = _setting(
+        3600.0, "Seconds a chart past its ttl, or whose data changed, may still be served."
+    )
     redis_ttl: float = _setting(7 * 24 * 3600.0, "Seconds an entry lives in Redis.")
     max_query_length: int = _setting(4096, "Longest query string accepted, in characters.")
     max_params: int = _setting(32, "Most query keys accepted in one request.")
@@ -80,6 +82,9 @@ class Settings:
     max_dpi: float = _setting(600.0, "Largest _dpi.")
     max_pixels: int = _setting(
         4096, "Largest side of a chart image, in pixels, after aspect scaling and _dpi."
+    )
+    max_data_files: int = _setting(
+        1000, "Most files a render records as its data (past it, the rest are not followed)."
     )
     header_timeout: float = _setting(
         5.0, "Seconds a client may take to send a request's headers before it is disconnected."

@@ -96,9 +96,10 @@ async def folders(request: web.Request) -> web.Response:
 
 
 async def one_notebook(request: web.Request) -> web.Response:
-    catalog = request.app[state.SERVICE].catalog
-    notebook = catalog.get(request.match_info["id"])
-    return web.json_response(notebook_json(notebook, request.app[state.SIGNER]), dumps=_dumps)
+    service = request.app[state.SERVICE]
+    notebook = service.catalog.get(request.match_info["id"])
+    body = notebook_json(notebook, request.app[state.SIGNER], service.last_data(notebook))
+    return web.json_response(body, dumps=_dumps)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from publisher.cache import DiskCache, Entry, MemoryCache
+from publisher.data import Data, DataFile, DataGlob
 
 
 def entry(body: bytes = b"png-bytes", ttl: float | None = None) -> Entry:
@@ -106,6 +107,18 @@ async def test_an_entry_round_trips_through_its_stored_form() -> None:
     stored = entry(b"\x89PNG\n\nbody with newlines\n", ttl=5)
     assert Entry.from_bytes(stored.to_bytes()) == stored
     assert Entry.from_bytes(b"no header line") is None
+
+
+async def test_an_entry_keeps_its_data_files_in_its_stored_form() -> None:
+    data = Data(
+        (DataFile("/data/sales.csv", 120, 1_700_000_000_123_456_789),),
+        (DataGlob("/data/parts/*.parquet", ("/data/parts/a.parquet",)),),
+        dropped=2,
+    )
+    stored = Entry.of(b"chart", "image/png", data=data)
+    assert Entry.from_bytes(stored.to_bytes()) == stored
+    damaged = stored.to_bytes().replace(b'"files": [[', b'"files": [[[')
+    assert Entry.from_bytes(damaged) is None
 
 
 async def test_sweep_keeps_the_disk_cache_within_its_size_dropping_the_least_used(

@@ -120,6 +120,20 @@ def test_a_ttl_that_is_not_a_positive_number_makes_the_notebook_broken(
     assert "ttl" in message
 
 
+@pytest.mark.parametrize("data", ["data/*.csv", ["/etc/*.csv"], [""], [3], {"a": 1}])
+def test_declared_data_that_is_not_a_list_of_relative_globs_makes_the_notebook_broken(
+    tmp_path: Path, data: object
+) -> None:
+    message = broken_reason(tmp_path, [chart()], {"publisher": {"data": data}})
+    assert "publisher.data" in message
+
+
+def test_declared_data_is_read_from_metadata(tmp_path: Path) -> None:
+    metadata = {"publisher": {"data": ["data/*.parquet", "lookup.feather"]}}
+    write_notebook(tmp_path / "nb.ipynb", [chart()], metadata)
+    assert Catalog(tmp_path).get("nb").data == ("data/*.parquet", "lookup.feather")
+
+
 def test_a_parameters_cell_that_does_not_parse_makes_the_notebook_broken(tmp_path: Path) -> None:
     assert "parameters cell" in broken_reason(tmp_path, [("x = (", ["parameters"]), chart()])
 

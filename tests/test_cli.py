@@ -16,6 +16,8 @@ from publisher.cli import main
 from publisher.settings import Settings
 from publisher.signing import signature
 
+from .notebooks import write_notebook
+
 
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -38,6 +40,22 @@ def test_render_writes_the_chart_in_the_format_of_the_file(
     )
     assert result.exit_code == 0, result.output
     assert out.read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_render_verbose_lists_the_data_files_the_chart_follows(run, tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "sales.csv").write_text("month,total\n1,3\n2,5\n")
+    plot = "pd.read_csv('data/sales.csv').plot(x='month', y='total');"
+    write_notebook(folder / "sales.ipynb", ["import pandas as pd", plot])
+    out = tmp_path / "sales.png"
+    for cache in ("miss", "hit"):  # a hit from the disk cache knows its data too
+        result = run("render", "sales", "-v", "-o", str(out), "--notebooks", str(folder))
+        assert result.exit_code == 0, result.output
+        assert "data: data/sales.csv (20 bytes, modified " in result.output
+        assert f"({cache}, " in result.output
+    quiet = run("render", "sales", "-o", str(out), "--notebooks", str(folder))
+    assert "data:" not in quiet.output
 
 
 def test_render_takes_list_values_like_a_query_string(
@@ -268,9 +286,9 @@ def test_serve_refuses_a_missing_folder(tmp_path: Path) -> None:
 def test_render_stops_dumping_before_any_kernel_starts(
     run, monkeypatch: pytest.MonkeyPatch, served: list[object]
 ) -> None:
-    async def render(*args: object) -> tuple[bytes, str]:
+    async def render(*args: object) -> tuple[bytes, str, dict[str, object]]:
         served.append("render")
-        return b"\x89PNG", "miss"
+        return b"\x89PNG", "miss", {"files": [], "globs": [], "dropped": 0}
 
     monkeypatch.setattr(publisher.cli, "_render", render)
     assert run("render", "echo").exit_code == 0

@@ -8,11 +8,13 @@ test_redis) check the same rules end to end.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 
 from publisher.cache import DiskCache, Entry, MemoryCache
+from publisher.data import Data, DataFile, declared
 from publisher.errors import NotebookFailed, Overloaded
 from publisher.outcome import Outcome
 from publisher.pipeline import Flights, Freshness, Pipeline, Render, Started, Stored
@@ -326,3 +328,63 @@ def test_freshness_judges_by_ttl_and_maximum_staleness(
 ) -> None:
     entry = Entry.of(b"x", "image/png", TTL, created=clock() - age)
     assert Freshness(MAX_STALE, clock).judge(entry) == state
+
+
+def test_an_entrys_data_is_looked_at_once_per_interval(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv = tmp_path / "sales.csv"
+    csv.write_text("1,2\n")
+    entry = Entry.of(b"x", "image/png", created=clock(), data=Data((DataFile.of(str(csv)),)))
+    looks: list[str] = []
+    real = DataFile.of
+    monkeypatch.setattr(DataFile, "of", lambda path: looks.append(path) or real(path))
+    freshness = Freshness(MAX_STALE, clock, data_interval=1.0)
+    assert [freshness.judge(entry) for _ in range(100)] == ["fresh"] * 100
+    assert len(looks) == 1  # the hits in between made no system call
+    csv.write_text("1,2,3\n")
+    assert freshness.judge(entry) == "fresh"  # not looked at again yet
+    clock.now += 1.0
+    assert freshness.judge(entry) == "stale" and len(looks) == 2
+    clock.now += MAX_STALE + 1
+    assert freshness.judge(entry) == "expired"
+
+
+def test_a_vanished_data_file_or_a_new_glob_match_makes_an_entry_stale(
+    tmp_path: Path, clock: Clock
+) -> None:
+    (tmp_path / "a.parquet").write_text("a")
+    declared_now = declared(tmp_path, ["*.parquet"])
+    entry = Entry.of(b"x", "image/png", created=clock(), data=declared_now)
+    freshness = Freshness(MAX_STALE, clock, data_interval=0.0)
+    assert freshness.judge(entry) == "fresh"
+    (tmp_path / "b.parquet").write_text("b")
+    assert freshness.judge(entry) == "stale"
+    gone = Entry.of(b"y", "image/png", created=clock(), data=declared(tmp_path, ["a.parquet"]))
+    (tmp_path / "a.parquet").unlink()
+    assert freshness.judge(gone) == "stale"
+
+
+async def test_changed_data_is_served_stale_while_one_render_replaces_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    csv = tmp_path / "sales.csv"
+    csv.write_text("1\n")
+    renders = Renders(clock, ttl=None)
+
+    async def produce(started: Started) -> Entry:
+        entry = await renders(started)
+        return Entry.of(
+            entry.body, entry.content_type, created=clock(), data=declared(tmp_path, ["*.csv"])
+        )
+
+    stack = Stack(clock)
+    stack.pipeline.freshness.data.interval = 0.0
+    first = await stack.pipeline.get_or_render("k", produce)
+    csv.write_text("2\n")
+    os.utime(csv, ns=(1, 1))
+    stale = await stack.pipeline.get_or_render("k", produce)
+    assert (stale.cache, stale.entry) == ("stale", first.entry)
+    await stack.settle()
+    fresh = await stack.pipeline.get_or_render("k", produce)
+    assert fresh.cache == "hit" and fresh.entry.body == b"render 2"

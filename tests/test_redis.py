@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -93,6 +94,11 @@ def notebook_dir(reference_dir: Path) -> Path:
             ("seconds = 1.0", ["parameters"]),
             chart("import time\ntime.sleep(seconds)\n1 / 0"),
         ],
+    )
+    (reference_dir / "followed.csv").write_text("month,total\n1,3\n2,5\n")
+    write_notebook(
+        reference_dir / "followed.ipynb",
+        ["import pandas as pd", "pd.read_csv('followed.csv').plot(x='month', y='total');"],
     )
     return reference_dir
 
@@ -179,6 +185,30 @@ async def test_a_render_on_one_server_is_a_hit_on_the_other(
     assert renders(b) == before
     ttl = await store.ttl(ENTRY + key_of(a, "echo", count="101"))
     assert 0 < ttl <= a.app[state.SETTINGS].redis_ttl
+
+
+async def test_a_data_change_recorded_by_one_servers_render_is_noticed_by_the_other(
+    servers: tuple[TestClient, TestClient], notebook_dir: Path
+) -> None:
+    a, b = servers
+    rendered = await a.get("/charts/followed.png")
+    assert rendered.headers[CACHE] == "miss"
+    shared = await b.get("/charts/followed.png")
+    assert shared.headers[CACHE] == "hit" and shared.headers["ETag"] == rendered.headers["ETag"]
+    before = renders(a, b)
+    csv = notebook_dir / "followed.csv"
+    mtime = csv.stat().st_mtime_ns + 10**9
+    csv.write_text("month,total\n1,9\n2,1\n")
+    os.utime(csv, ns=(mtime, mtime))
+    noticed = await b.get("/charts/followed.png")  # B only knows A's render, through Redis
+    assert noticed.headers[CACHE] == "stale"
+    for _ in range(400):
+        if not b.app[SERVICE].pipeline.revalidating:
+            break
+        await asyncio.sleep(0.025)
+    again = await b.get("/charts/followed.png")
+    assert again.headers[CACHE] == "hit" and again.headers["ETag"] != rendered.headers["ETag"]
+    assert renders(a, b) - before == 1
 
 
 async def test_concurrent_requests_across_both_servers_execute_once(

@@ -1,0 +1,142 @@
+"""A chart's data: the files its render read, and whether they have changed since.
+
+The kernel records what a notebook opens for reading (``kernel_side``); a
+notebook can also declare files no hook sees (``"publisher": {"data":
+["data/*.parquet"]}``, globs relative to its folder). Each cache entry keeps
+both, as they were at its render: a path with its size and mtime, and a glob
+with the files it matched. ``DataWatch`` answers whether an entry's data
+changed, looking at the file system at most once per interval for an entry
+and for a path, so a hit in between makes no system call.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REMEMBERED = 10_000  # entries and paths whose last look is kept
+
+
+@dataclass(frozen=True, slots=True)
+class DataFile:
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str) -> DataFile | None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return cls(path, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class DataGlob:
+    pattern: str  # absolute
+    matched: tuple[str, ...]  # sorted
+
+    @classmethod
+    def of(cls, pattern: str) -> DataGlob:
+        return cls(pattern, tuple(sorted(glob.glob(pattern, recursive=True))))
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """What one render read."""
+
+    files: tuple[DataFile, ...] = ()
+    globs: tuple[DataGlob, ...] = ()
+    dropped: int = 0  # files past --max-data-files, not followed
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.globs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [[f.path, f.size, f.mtime_ns] for f in self.files],
+            "globs": [[g.pattern, list(g.matched)] for g in self.globs],
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Data:
+        """Rebuild from ``to_json``'s form (or the kernel's report); raises on a damaged one."""
+        if raw is None:
+            return NO_DATA
+        files = tuple(DataFile(str(p), int(s), int(m)) for p, s, m in raw.get("files", ()))
+        globs = tuple(DataGlob(str(p), tuple(map(str, m))) for p, m in raw.get("globs", ()))
+        return cls(files, globs, int(raw.get("dropped", 0)))
+
+
+NO_DATA = Data()
+
+
+def declared(folder: Path, patterns: Iterable[str]) -> Data:
+    """The files a notebook's declared globs match now, each with its size and mtime."""
+    globs = tuple(DataGlob.of(os.path.join(folder, pattern)) for pattern in patterns)
+    paths = dict.fromkeys(path for g in globs for path in g.matched)
+    files = tuple(f for path in paths if (f := DataFile.of(path)) is not None)
+    return Data(files, globs)
+
+
+def merged(read: Data, declared: Data, limit: int) -> Data:
+    """The files the kernel saw and those declared, each once, at most ``limit`` of them."""
+    files = {f.path: f for f in (*read.files, *declared.files)}
+    kept = tuple(files.values())[:limit]
+    dropped = read.dropped + len(files) - len(kept)
+    return Data(kept, declared.globs, dropped)
+
+
+class DataWatch:
+    """Whether an entry's data changed since its render; at most one look per interval."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self.clock = clock
+        # id of the entry's Data -> (that Data, when looked at, when found changed)
+        self._entries: OrderedDict[int, tuple[Data, float, float | None]] = OrderedDict()
+        self._files: dict[str, tuple[float, DataFile | None]] = {}
+        self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    def changed_since(self, data: Data) -> float | None:
+        """When this server first saw the data changed, or None while it has not."""
+        now = self.clock()
+        seen = self._entries.get(id(data))
+        if seen is not None and seen[0] is data:
+            _, looked, since = seen
+            if since is not None or now - looked < self.interval:
+                return since
+        since = now if self._changed(data, now) else None
+        self._entries[id(data)] = (data, now, since)
+        self._entries.move_to_end(id(data))
+        if len(self._entries) > REMEMBERED:
+            self._entries.popitem(last=False)
+        return since
+
+    def _changed(self, data: Data, now: float) -> bool:
+        if any(self._file(f.path, now) != f for f in data.files):
+            return True
+        return any(self._glob(g.pattern, now) != g.matched for g in data.globs)
+
+    def _file(self, path: str, now: float) -> DataFile | None:
+        seen = self._files.get(path)
+        if seen is None or now - seen[0] >= self.interval:
+            if len(self._files) > REMEMBERED:
+                self._files.clear()
+            seen = self._files[path] = (now, DataFile.of(path))
+        return seen[1]
+
+    def _glob(self, pattern: str, now: float) -> tuple[str, ...]:
+        seen = self._globs.get(pattern)
+        if seen is None or now - seen[0] >= self.interval:
+            if len(self._globs) > REMEMBERED:
+                self._globs.clear()
+            seen = self._globs[pattern] = (now, DataGlob.of(pattern).matched)
+        return seen[1]

@@ -1,0 +1,99 @@
+"""One render, at the bottom of the cache pipeline: a notebook run in a pooled kernel.
+
+What comes back is an ``Entry``: the chart's image, and the data files the
+run read (with those the notebook declares), so the cache can follow them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .cache import Entry
+from .catalog import Chart, Notebook
+from .data import Data, declared, merged
+from .executor import Job, Outputs
+from .extract import FORMATS, chart_image, data_read
+from .inject import cells_to_run
+from .pipeline import Clock, Started
+from .pool import KernelPool
+from .query import Query
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+REMEMBERED_DATA = 4096  # charts whose last render's data files the API shows
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """A chart with typed values and options, and the cache key they make."""
+
+    notebook: Notebook
+    chart: Chart
+    query: Query
+    key: str
+
+
+class Renderer:
+    def __init__(
+        self, settings: Settings, pool: KernelPool, root: str, clock: Clock = time.time
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.root = root  # the notebooks' folder: modules imported from it are forgotten after
+        self.clock = clock
+        self._data: OrderedDict[tuple[str, str, str], Data] = OrderedDict()
+
+    async def __call__(self, request: RenderRequest, started: Started) -> Entry:
+        options, notebook = request.query.options, request.notebook
+        async with self.pool.kernel(fresh=notebook.fresh_kernel) as kernel:
+            started()
+            outputs = await kernel.run(self._job(request), self.settings.timeout)
+        image = chart_image(outputs, options.fmt, request.chart.cell is None)
+        data = await self._data_of(request, outputs)
+        return Entry.of(image, FORMATS[options.fmt], notebook.ttl, self.clock(), data)
+
+    def last_data(self, notebook: Notebook) -> dict[str, Data]:
+        """Each chart's data files as its last render on this server read them."""
+        found = {}
+        for chart in notebook.charts:
+            data = self._data.get((notebook.id, notebook.digest, chart.name))
+            if data is not None:
+                found[chart.name] = data
+        return found
+
+    async def _data_of(self, request: RenderRequest, outputs: Outputs) -> Data:
+        """What the render read, with what the notebook declares; remembered for the API."""
+        notebook, limit = request.notebook, self.settings.max_data_files
+        data = data_read(outputs)
+        if notebook.data:  # globs: a walk of the folder, off the event loop
+            found = await asyncio.to_thread(declared, notebook.folder, notebook.data)
+            data = merged(data, found, limit)
+        if data.dropped:
+            log.warning(
+                "notebook '%s' read more than %d files: the first %d are followed, %d are not",
+                notebook.id,
+                limit,
+                len(data.files),
+                data.dropped,
+            )
+        chart = (notebook.id, notebook.digest, request.chart.name)
+        self._data[chart] = data
+        self._data.move_to_end(chart)
+        if len(self._data) > REMEMBERED_DATA:
+            self._data.popitem(last=False)
+        return data
+
+    def _job(self, request: RenderRequest) -> Job:
+        notebook = request.notebook
+        return Job(
+            cwd=str(notebook.folder),
+            cells=cells_to_run(notebook, request.chart, request.query.injected),
+            options=request.query.options,
+            root=self.root,
+            max_pixels=self.settings.max_pixels,
+            max_reads=self.settings.max_data_files,
+        )
