@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -15,11 +15,12 @@ from . import logs, state, views
 from .assembly import build
 from .background import CleanupContext, every
 from .catalog import MIN_SCAN_SECONDS, Catalog
-from .connections import use_connections
+from .connections import Handler, use_connections
 from .errors import NotFound, PublisherError
 from .extract import FORMATS
 from .gallery import setup_gallery
 from .headers import setup_headers
+from .hits import RepeatHits
 from .metrics import CONTENT_TYPE, Metrics
 from .outcome import OUTCOME
 from .responses import error_response, status_error
@@ -34,14 +35,17 @@ SWEEP_SECONDS = 60
 
 def create_app(settings: Settings, service: Publisher | None = None) -> web.Application:
     """The whole server for these settings; tests call it with their own (and their own service)."""
-    app = web.Application(middlewares=[_errors])
-    use_connections(app, settings.header_timeout)
-    setup_headers(app, settings.frame_ancestors)
+    app = web.Application()
     service = service or build(settings)
+    metrics = Metrics(service.pool)
+    hits = RepeatHits(service.catalog, service.pipeline)
+    use_connections(app, settings.header_timeout, _front(hits, metrics))
+    setup_headers(app, settings.frame_ancestors)
     app[state.SETTINGS] = settings
     app[state.SERVICE] = service
     app[state.SIGNER] = Signer(settings.secret)
-    app[METRICS] = Metrics(service.pool)
+    app[state.HITS] = hits
+    app[METRICS] = metrics
     app[state.HEALTH] = lambda: _health(service)
 
     async def sweep() -> None:
@@ -147,21 +151,42 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def _front(hits: RepeatHits, metrics: Metrics) -> Callable[[Handler], Handler]:
+    """What every request goes through, around the app's own handler (routing and views).
+
+    A repeat hit is answered before routing; every failure becomes the one
+    error shape (nothing else builds error answers); every answer is counted.
+    A wrapper rather than a middleware: aiohttp runs middlewares through two
+    extra coroutine layers per request, a tenth of a cache hit's time.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        async def front(request: web.BaseRequest) -> web.StreamResponse:
+            response: web.StreamResponse | None = hits.answer(request)
+            if response is None:
+                try:
+                    response = await handler(request)
+                except Exception as e:
+                    response = error_response(
+                        _as_error(request, e), request.headers.get("Accept", "")
+                    )
+            assert response is not None
+            metrics.answered(response.status, request.get(OUTCOME))
+            return response
+
+        return front
+
+    return wrap
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes the one error shape; nothing else builds error answers."""
+async def _handled(handler: Handler, request: web.BaseRequest) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except Exception as e:
-        response = error_response(_as_error(request, e), request.headers.get("Accept", ""))
-    request.app[METRICS].answered(response.status, request.get(OUTCOME))
-    return response
+        return error_response(_as_error(request, e), request.headers.get("Accept", ""))
 
 
-def _as_error(request: web.Request, e: Exception) -> PublisherError:
+def _as_error(request: web.BaseRequest, e: Exception) -> PublisherError:
     if isinstance(e, PublisherError):
         return e
     if isinstance(e, web.HTTPNotFound):

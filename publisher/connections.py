@@ -24,6 +24,7 @@ is aiohttp's; tests/test_connections.py fails if it moves.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -158,9 +159,9 @@ class Connections(web.Server):
     the timeout).
     """
 
-    def __init__(self, server: web.Server, header_timeout: float) -> None:
+    def __init__(self, server: web.Server, header_timeout: float, handler: Handler) -> None:
         super().__init__(
-            server.request_handler,
+            handler,
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             loop=server._loop,
@@ -187,11 +188,18 @@ class Connections(web.Server):
         return Connection(self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs)
 
 
-def use_connections(app: web.Application, header_timeout: float) -> None:
-    """Every runner of ``app`` serves it through ``Connection``s with this header deadline."""
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def use_connections(
+    app: web.Application, header_timeout: float, front: Callable[[Handler], Handler]
+) -> None:
+    """Every runner of ``app`` serves it through ``Connection``s with this header deadline,
+    and hands each request to ``front(the app's own handler)``."""
     make_server = app._make_handler
 
     def make_handler(**kwargs: Any) -> web.Server:
-        return Connections(make_server(**kwargs), header_timeout)
+        server = make_server(**kwargs)
+        return Connections(server, header_timeout, front(server.request_handler))
 
     app._make_handler = make_handler  # type: ignore[method-assign]

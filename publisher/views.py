@@ -13,8 +13,8 @@ from .api import folder_json, notebook_json, page_json
 from .browse import Listing, api_criteria, one_value, page_of
 from .errors import RequestTooLarge
 from .headers import CHART_HEADERS
-from .outcome import OUTCOME, Outcome
-from .signing import Signer
+from .outcome import HIT, OUTCOME, Outcome
+from .signing import EXPIRES, Signer
 
 CACHE_HEADER = "X-Publisher-Cache"
 
@@ -34,14 +34,21 @@ async def chart(request: web.Request) -> web.StreamResponse:
     notebook, chart_ = catalog.find(request.match_info["path"])
     render = service.resolve(notebook, chart_, query, request.match_info["fmt"])
     outcome = request[OUTCOME] = await service.get(render)
-    return _chart_response(request, outcome, service.clock())
-
-
-def _chart_response(request: web.Request, outcome: Outcome, now: float) -> web.Response:
     entry = outcome.entry
-    settings = request.app[state.SETTINGS]
+    headers = _chart_headers(outcome, settings.browser_max_age, service.clock())
+    if "If-None-Match" in request.headers and _matches(request, entry.etag):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = entry.content_type
+    if _repeatable(request, outcome):
+        request.app[state.HITS].remember(request, render, outcome, headers)
+    return web.Response(body=entry.body, headers=headers)
+
+
+def _chart_headers(outcome: Outcome, max_age: int, now: float) -> dict[str, str]:
+    entry = outcome.entry
     left = entry.fresh_for(now)
-    max_age = settings.browser_max_age if left is None else max(0, int(left))
+    if left is not None:
+        max_age = max(0, int(left))
     headers = {
         "ETag": entry.etag,
         "Last-Modified": entry.last_modified,
@@ -51,10 +58,17 @@ def _chart_response(request: web.Request, outcome: Outcome, now: float) -> web.R
     }
     if outcome.render_seconds is not None:
         headers["Server-Timing"] = f"render;dur={outcome.render_seconds * 1000:.1f}"
-    if "If-None-Match" in request.headers and _matches(request, entry.etag):
-        return web.Response(status=304, headers=headers)
-    headers["Content-Type"] = entry.content_type
-    return web.Response(body=entry.body, headers=headers)
+    return headers
+
+
+def _repeatable(request: web.Request, outcome: Outcome) -> bool:
+    """A memory hit whose next answer is byte for byte this one (see ``hits``)."""
+    return (
+        outcome.cache == HIT
+        and outcome.entry.ttl is None
+        and request.method == "GET"
+        and EXPIRES not in request.query
+    )
 
 
 def _matches(request: web.Request, etag: str) -> bool:
