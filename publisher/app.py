@@ -162,15 +162,8 @@ def _front(hits: RepeatHits, metrics: Metrics) -> Callable[[Handler], Handler]:
 
     def wrap(handler: Handler) -> Handler:
         async def front(request: web.BaseRequest) -> web.StreamResponse:
-            response: web.StreamResponse | None = hits.answer(request)
-            if response is None:
-                try:
-                    response = await handler(request)
-                except Exception as e:
-                    response = error_response(
-                        _as_error(request, e), request.headers.get("Accept", "")
-                    )
-            assert response is not None
+            repeat = hits.answer(request)
+            response = await _handled(handler, request) if repeat is None else repeat
             metrics.answered(response.status, request.get(OUTCOME))
             return response
 

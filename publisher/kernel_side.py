@@ -23,6 +23,7 @@ import copy
 import gc
 import importlib
 import importlib.util
+import operator
 import os
 import site
 import sys
@@ -41,8 +42,8 @@ _original_print_figure: Any = None
 _home = os.getcwd()
 _saved: dict[str, Any] = {}  # what a render may change and reset() puts back
 _watched: list[
-    tuple[str, Any, int, tuple[int, ...], dict[str, int]]
-] = []  # library namespaces reset cannot restore
+    tuple[str, Any, tuple[Any, ...], dict[str, Any]]
+] = []  # library namespaces reset cannot restore: name, namespace, its values, public values
 _LIBRARIES = ("numpy", "pandas", "matplotlib", "PIL", "cycler", "dateutil")
 _ALWAYS = ("numpy", "pandas", "matplotlib.pyplot")
 # Namespaces a render legitimately changes (the backend's globals, figure bookkeeping);
@@ -231,37 +232,38 @@ def changed_libraries() -> list[str]:
     changed, they become the new normal, so the next check is quick again.
     """
     changed = []
-    for i, (name, namespace, size, ids, public) in enumerate(_watched):
-        if len(namespace) == size and tuple(map(id, namespace.values())) == ids:
+    for i, (name, namespace, values, public) in enumerate(_watched):
+        if len(namespace) == len(values) and all(map(operator.is_, namespace.values(), values)):
             continue
-        if _public(namespace) != public:
+        now = _public(namespace)
+        if now.keys() != public.keys() or any(
+            now[key] is not value for key, value in public.items()
+        ):
             changed.append(name)
         else:
-            _watched[i] = (name, namespace, len(namespace), _ids(namespace), public)
+            _watched[i] = (name, namespace, tuple(namespace.values()), public)
     return changed
 
 
-def _public(namespace: Any) -> dict[str, int]:
+def _public(namespace: Any) -> dict[str, Any]:
+    """The public values of a namespace; compared by identity (``operator.is_``), not with
+    ``id()``, which raises an audit event per call: tens of thousands per reset."""
     return {
-        key: id(value)
+        key: value
         for key, value in namespace.items()
         if not key.startswith("_") and not isinstance(value, types.ModuleType)
     }
-
-
-def _ids(namespace: Any) -> tuple[int, ...]:
-    return tuple(map(id, namespace.values()))
 
 
 def _watch_libraries() -> None:
     """Record the public modules of the data libraries, and the public classes they expose.
 
     A notebook that rebinds ``pandas.DataFrame.plot`` or ``matplotlib.axes.Axes.bar``
-    leaves a kernel no reset can clean: such a kernel is retired. Comparing ids
-    of a few thousand values costs about 2 ms, so it is done after every render.
+    leaves a kernel no reset can clean: such a kernel is retired. Comparing a few
+    thousand values by identity costs about 2 ms, so it is done after every render.
     """
     _watched.clear()
-    seen: set[int] = set()
+    seen: set[int] = set()  # id() here is once per kernel, not once per reset
     for name, module in list(sys.modules.items()):
         parts = name.split(".")
         if (
@@ -281,7 +283,7 @@ def _watch_libraries() -> None:
             ):
                 seen.add(id(value))
                 namespaces.append((f"{name}.{attribute}", value.__dict__))
-        _watched.extend((n, ns, len(ns), _ids(ns), _public(ns)) for n, ns in namespaces)
+        _watched.extend((n, ns, tuple(ns.values()), _public(ns)) for n, ns in namespaces)
 
 
 # -- what reset() restores: a name, how to save it, how to put it back ------------------

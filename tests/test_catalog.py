@@ -470,3 +470,20 @@ def test_an_entry_that_cannot_be_stated_is_not_a_folder() -> None:
             raise FileNotFoundError(2, "No such file or directory")
 
     assert catalog_module._is_folder(Vanished()) is False  # type: ignore[arg-type]
+
+
+def test_a_url_path_names_a_chart_of_a_notebook_or_a_notebook_in_one_lookup(
+    tmp_path: Path,
+) -> None:
+    write_notebook(tmp_path / "sales.ipynb", [chart(tag="chart:trend"), chart(tag="chart:mix")])
+    write_notebook(tmp_path / "sales" / "regions.ipynb", [chart()])
+    catalog = Catalog(tmp_path)
+    notebook, found = catalog.find("sales/trend")
+    assert (notebook.id, found.name) == ("sales", "trend")
+    notebook, found = catalog.find("sales/regions")  # no chart of that name: the notebook
+    assert (notebook.id, found.name) == ("sales/regions", "chart")
+    assert catalog.find("sales")[1].name == "trend"  # a notebook alone: its first chart
+    with pytest.raises(UnknownChart, match="trend, mix"):
+        catalog.find("sales/nothing")
+    with pytest.raises(UnknownNotebook, match="no notebook 'elsewhere'"):
+        catalog.find("elsewhere/trend")
