@@ -1,305 +1,162 @@
-"""Publisher beside Jupyter Kernel Gateway's notebook-http mode, on distinct renders.
+"""Publisher beside Jupyter Kernel Gateway's notebook-http mode on distinct renders (README,
+"Peers"). KG sends a cell's stdout as text, so its cell writes the PNG to KG's static folder
+and answers 303 there; both hops are timed. KG runs from a virtualenv of its own, KG_VENV.
 
-Run from the repository root (about 90 s; the first run also installs Kernel Gateway
-into a virtualenv of its own, ``--kg-venv``, never into .venv)::
-
-    .venv/bin/python bench/peers.py
-    .venv/bin/python bench/peers.py --rounds 3 --requests 12
-
-One chart, the same cells for both: a notebook for publisher (a ``parameters``
-cell, a ``chart`` cell the inline backend shows) and one for Kernel Gateway
-(``# GET /chart`` reads the seed from ``REQUEST``). Every request is a new seed,
-so publisher's cache never hits; both run 2 warm kernels. Publisher resets a
-kernel after each render; KG lends a kernel (``prespawn_count`` of them behind a
-semaphore, first free first) to one request for three executions (``REQUEST =
-...``, the endpoint cell, the ResponseInfo cell), queues the rest, resets nothing.
-
-Kernel Gateway answers with the cell's stdout, a ``str`` (binary cannot pass:
-see ``KG_NOTE``), so its cell writes the PNG into KG's own static folder and
-its ``# ResponseInfo`` cell answers ``303`` to ``/public/NAME.png``; the client
-follows, as a browser's ``<img>`` would, and the time counts both hops. The
-``/chart`` endpoint prints the figure as IPython's inline backend does, so its
-PNG can be compared byte for byte with publisher's; ``/savefig`` is a plain
-``fig.savefig(buf, format="png")``.
-
-Rounds alternate the three targets (ABC, CBA, ...); the table holds medians of
-rounds. Exit status: 0 figures printed (whoever is faster), 2 a server failed
-to start, answered an error, or left a kernel behind.
+    .venv/bin/python bench/peers.py [--rounds 5] [--requests 16]
 """
-
-from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import json
-import shlex
-import shutil
 import statistics
+import struct
 import subprocess
 import sys
-import tempfile
-import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 
-from common import LOOPBACK, free_port, percentile, serve_argv  # bench/ is sys.path[0]
-from latency import (
-    REPO,
-    Child,
-    Seeds,
-    get,
-    kernel_pids,
-    section,
-    wait_until,
-    write_notebook,
-)
+import common
+from common import IMPORTS, LOOPBACK, Bench, Row, fetch_all, get, ms, percentile
 
+KERNELS = 2
 KG_VENV = Path.home() / ".cache" / "publisher-bench" / "kg-venv"
 KG_PACKAGES = ["jupyter_kernel_gateway", "matplotlib", "numpy", "pandas", "ipykernel"]
-PNG = b"\x89PNG\r\n\x1a\n"
-KG_NOTE = (
-    "KG notebook-http sends a cell's stdout (a str, UTF-8 encoded by tornado) or"
-    " else the execute_result bundle as JSON; display_data is ignored, and the kernel"
-    " messages are decoded with errors='replace', so raw PNG bytes cannot be the body"
-)
-
-IMPORTS = "import matplotlib.pyplot as plt\nimport numpy as np"
+VERSIONS = ["jupyter_kernel_gateway", "jupyter_server", "ipykernel", "matplotlib", "pillow"]
 DRAW = (
     "values = np.random.default_rng(seed).integers(20, 100, 12)\n"
-    "fig, ax = plt.subplots(figsize=(6, 3.5))\n"
-    "ax.bar(range(12), values, color='#4c72b0')\n"
+    "fig, ax = plt.subplots(figsize=(6, 3.5))\nax.bar(range(12), values, color='#4c72b0')\n"
     "ax.set_title(f'Signups by month (seed {seed})');"
 )
-KG_GET = "seed = int(json.loads(REQUEST)['args']['seed'][0])\n" + DRAW + "\nbuf = io.BytesIO()\n"
 PRINTS = {  # KG endpoint -> how its cell prints the figure
     "chart": "fig.canvas.print_figure(buf, format='png', dpi=fig.dpi, bbox_inches='tight',"
     " facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())",
     "savefig": "fig.savefig(buf, format='png')",
 }
-KG_KEEP = "plt.close(fig)\nNAME = keep(buf.getvalue())"
-KG_SEED = IMPORTS + (
-    "\nimport io, json, os, uuid\nPUBLIC = {public!r}\n\n"
-    "def keep(data):\n"
-    "    name = uuid.uuid4().hex + '.png'\n"
-    "    with open(os.path.join(PUBLIC, name), 'wb') as f:\n"
-    "        f.write(data)\n"
-    "    return name"
+KG_SETUP = IMPORTS + (
+    "\nimport io, json, os, uuid\n\ndef keep(data):\n    name = uuid.uuid4().hex + '.png'\n"
+    "    with open(os.path.join({public!r}, name), 'wb') as f:\n"
+    "        f.write(data)\n    return name"
 )
+KG_GET = "seed = int(json.loads(REQUEST)['args']['seed'][0])\n" + DRAW + "\nbuf = io.BytesIO()\n"
+KG_KEEP = "\nplt.close(fig)\nNAME = keep(buf.getvalue())"
 KG_RESPONSE = "print(json.dumps({'status': 303, 'headers': {'Location': '/public/' + NAME}}))"
+FIGURES = [(f"renders/s, {c} client(s)", f"rps c={c}", 1) for c in (1, 4)]
+FIGURES += [(f"{p} ms, {c} client(s)", f"{p} c={c}", 1000) for p in ("p50", "p95") for c in (1, 4)]
 
 
-def write_notebooks(tmp: Path, public: Path) -> tuple[Path, Path]:
-    folder = tmp / "notebooks"
-    folder.mkdir()
-    write_notebook(
-        folder / "peer.ipynb", [(IMPORTS, []), ("seed = 0", ["parameters"]), (DRAW, ["chart"])]
-    )
-    cells = [(KG_SEED.format(public=str(public)), [])]
-    for endpoint, printer in PRINTS.items():
-        cells.append((f"# GET /{endpoint}\n{KG_GET}{printer}\n{KG_KEEP}", []))
-        cells.append((f"# ResponseInfo GET /{endpoint}\n{KG_RESPONSE}", []))
-    write_notebook(tmp / "kg.ipynb", cells)
-    return folder, tmp / "kg.ipynb"
+class Peers(Bench):
+    kg: str  # Kernel Gateway's URL
+    targets: dict[str, str]  # name -> URL but the seed
 
+    def phases(self) -> Iterator[tuple[str, Callable[[], list[Row]]]]:
+        n, rounds = self.args.requests, self.args.rounds
+        yield f"Kernel Gateway's virtualenv: {KG_VENV}", self.kg_venv
+        yield f"start publisher and Kernel Gateway, {KERNELS} kernels each", self.start_both
+        yield "warm up (every kernel's first figures), then one seed on each", self.warm_up
+        yield f"{rounds} rounds, ABC then CBA: {n} renders at c=1, then {2 * n} at c=4", self.rounds
 
-def ensure_kg_venv(venv: Path, log: Path) -> dict[str, str]:
-    """Kernel Gateway in a virtualenv of its own, with .venv's pinned chart libraries."""
-    python = venv / "bin" / "python"
-    with log.open("ab") as out:
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stdout=out)
-        argv = [str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt")]
-        subprocess.run(argv + KG_PACKAGES, check=True, stdout=out, stderr=subprocess.STDOUT)
-    names = ["jupyter_kernel_gateway", "jupyter_server", "ipykernel", "matplotlib", "pillow"]
-    code = "import importlib.metadata as m, json, sys; print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
-    theirs = json.loads(subprocess.check_output([str(python), "-c", code, *names]))
-    if any(theirs[n] != metadata.version(n) for n in names[2:]):
-        raise RuntimeError(f"KG venv has {theirs}: not .venv's versions")
-    return theirs
+    def kg_venv(self) -> list[Row]:
+        python = KG_VENV / "bin" / "python"
+        with (self.tmp / "pip.log").open("ab") as log:
+            if not python.exists():
+                subprocess.run([sys.executable, "-m", "venv", str(KG_VENV)], check=True, stdout=log)
+            pip = [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-c",
+                str(common.REPO / "constraints.txt"),
+            ]
+            subprocess.run(pip + KG_PACKAGES, check=True, stdout=log, stderr=log)
+        code = "import importlib.metadata as m, sys; print(*map(m.version, sys.argv[1:]))"
+        out = subprocess.check_output([str(python), "-c", code, *VERSIONS], text=True)
+        theirs = dict(zip(VERSIONS, out.split(), strict=True))
+        if any(theirs[n] != metadata.version(n) for n in VERSIONS[2:]):
+            raise RuntimeError(f"KG venv has {theirs}: not .venv's versions")
+        kg = theirs.pop(VERSIONS[0])
+        return [("Kernel Gateway", kg, ", ".join(f"{k} {v}" for k, v in theirs.items()))]
 
+    def start_both(self) -> list[Row]:
+        public, folder, port = self.tmp / "kg-public", self.tmp / "notebooks", common.free_port()
+        public.mkdir()
+        cells = [(IMPORTS, []), ("seed = 0", ["parameters"]), (DRAW, ["chart"])]
+        common.write_notebook(folder / "peer.ipynb", cells)
+        cells = [(KG_SETUP.format(public=str(public)), [])]
+        for endpoint, printer in PRINTS.items():
+            cells.append((f"# GET /{endpoint}\n{KG_GET}{printer}{KG_KEEP}", []))
+            cells.append((f"# ResponseInfo GET /{endpoint}\n{KG_RESPONSE}", []))
+        common.write_notebook(self.tmp / "kg.ipynb", cells)
+        idle = self.serve(folder, KERNELS).wait("kernels idle", lambda: self.idle(KERNELS), 180)
+        argv = [str(KG_VENV / "bin" / "jupyter-kernelgateway")]
+        argv += ["--KernelGatewayApp.api=kernel_gateway.notebook_http"]
+        argv += [f"--KernelGatewayApp.seed_uri={self.tmp / 'kg.ipynb'}"]
+        argv += [f"--KernelGatewayApp.prespawn_count={KERNELS}"]
+        argv += [f"--KernelGatewayApp.ip={LOOPBACK}", f"--KernelGatewayApp.port={port}"]
+        argv += [f"--NotebookHTTPPersonality.static_path={public}"]
+        kg = self.start(common.Child("kernel gateway", argv, self.tmp / "kg.log"))
+        self.kg = f"http://{LOOPBACK}:{port}"
+        spec = self.kg + "/_api/spec/swagger.json"
+        answering = kg.wait("KG", lambda: get(spec, 2)[0] == 200, 180)
+        self.targets = {"publisher": f"{self.base}/charts/peer/chart.png?seed="}
+        self.targets["KG tight"] = f"{self.kg}/chart?seed="
+        self.targets["KG savefig"] = f"{self.kg}/savefig?seed="
+        note = f"Kernel Gateway answering {answering:.1f}s later"
+        return [("publisher kernels idle after", f"{idle:.1f}s", note)]
 
-async def phase(
-    url: str, seeds: list[int], clients: int, limit: float
-) -> tuple[float, list[float]]:
-    """``clients`` connections share ``seeds`` (one request each) until done or ``limit`` s."""
-    import aiohttp
+    def render(self, name: str, count: int, clients: int, limit: float = 60) -> list[float]:
+        """Latencies of ``count`` renders of new seeds shared by ``clients``, then the wall time."""
+        urls = [self.targets[name] + str(next(self.seeds)) for _ in range(count)]
+        wall, answers = asyncio.run(fetch_all(urls, clients, limit))  # follows KG's 303
+        ok = [a for a in answers if a.status == 200 and a.png and a.cache in (None, "miss")]
+        if len(ok) != count:
+            raise RuntimeError(f"{count - len(ok)} bad answers from {name}: {answers[:3]}")
+        return [a.seconds for a in answers] + [wall]
 
-    todo, latencies, errors = iter(seeds), [], []
-    stop = time.monotonic() + limit
+    def warm_up(self) -> list[Row]:
+        for name in self.targets:  # every kernel's first figures
+            self.render(name, 4 * KERNELS, 4, 120)
+        seed, rows = next(self.seeds), []
+        png = {name: get(url + str(seed), 30)[2] for name, url in self.targets.items()}
+        size = {}
+        for name, data in png.items():
+            width, height = struct.unpack(">II", data[16:24])  # from the PNG header
+            size[name] = f"{width}x{height} {len(data)} bytes"
+        for name in list(png)[1:]:
+            same = "byte-identical" if png[name] == png["publisher"] else "DIFFERENT"
+            rows.append((f"PNG, publisher vs {name}", same, f"{size['publisher']} vs {size[name]}"))
+        return rows
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        for seed in todo:  # bounded: one shared iterator, and the clock
-            if time.monotonic() > stop:
-                return
-            started = time.perf_counter()
-            async with session.get(url.format(seed)) as r:  # follows KG's 303
-                body = await r.read()
-            latencies.append(time.perf_counter() - started)
-            if not (r.status == 200 and body.startswith(PNG)) or (
-                r.headers.get("X-Publisher-Cache", "miss") != "miss"
-            ):
-                errors.append(f"{r.status} {r.url} {r.headers.get('X-Publisher-Cache')}")
-
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        wall = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"{len(errors)} bad answers from {url}: {errors[:3]}")
-    return len(latencies) / wall, latencies
-
-
-def same_image(a: bytes, b: bytes) -> str:
-    from PIL import Image
-
-    if a == b:
-        return f"byte-identical ({len(a)} bytes)"
-    ia, ib = Image.open(io.BytesIO(a)), Image.open(io.BytesIO(b))
-    if ia.size == ib.size and ia.convert("RGBA").tobytes() == ib.convert("RGBA").tobytes():
-        return f"pixel-identical, bytes differ ({len(a)} vs {len(b)} bytes: metadata)"
-    return f"DIFFERENT: {ia.size} {len(a)} bytes vs {ib.size} {len(b)} bytes"
-
-
-def run(args: argparse.Namespace, tmp: Path, children: list[Child], commands: list[str]) -> None:
-    public = tmp / "kg-public"
-    public.mkdir()
-    folder, kg_notebook = write_notebooks(tmp, public)
-    with section(f"Kernel Gateway's virtualenv: {args.kg_venv}"):
-        versions = ensure_kg_venv(args.kg_venv, tmp / "pip.log")
-        print("   " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-        print(f"   {KG_NOTE}: its cell writes the PNG to /public and answers 303 there")
-
-    with section(f"start publisher and Kernel Gateway, {args.kernels} kernels each"):
-        port, kg_port = free_port(), free_port()
-        pub_argv = serve_argv(folder, port, tmp / "cache", args.kernels)
-        kg_argv = [
-            str(args.kg_venv / "bin" / "jupyter-kernelgateway"),
-            "--KernelGatewayApp.api=kernel_gateway.notebook_http",
-            f"--KernelGatewayApp.seed_uri={kg_notebook}",
-            f"--KernelGatewayApp.prespawn_count={args.kernels}",
-            f"--KernelGatewayApp.ip={LOOPBACK}",
-            f"--KernelGatewayApp.port={kg_port}",
-            f"--NotebookHTTPPersonality.static_path={public}",
-        ]
-        commands += [shlex.join(pub_argv), shlex.join(kg_argv)]
-        pub = Child("publisher", pub_argv, tmp / "publisher.log")
-        children.append(pub)
-        kg = Child("kernel gateway", kg_argv, tmp / "kg.log")
-        children.append(kg)
-        base, kg_base = f"http://{LOOPBACK}:{port}", f"http://{LOOPBACK}:{kg_port}"
-
-        def idle() -> bool:
-            status, _, body = get(base + "/healthz", 2)
-            return status == 200 and json.loads(body)["kernels"]["idle"] == args.kernels
-
-        def spec() -> bool:  # answered once the seeded kernel pool is up
-            return get(kg_base + "/_api/spec/swagger.json", 2)[0] == 200
-
-        print(f"   publisher kernels idle after {wait_until('publisher', idle, pub, 180):.1f}s")
-        print(f"   kernel gateway answering {wait_until('KG', spec, kg, 180):.1f}s later")
-
-    targets = {
-        "publisher": base + "/charts/peer/chart.png?seed={}",
-        "KG tight": kg_base + "/chart?seed={}",
-        "KG savefig": kg_base + "/savefig?seed={}",
-    }
-    seeds = Seeds()
-    with section("warm up (every kernel's first figures), then one seed on each"):
-        for url in targets.values():
-            asyncio.run(phase(url, [seeds.take() for _ in range(4 * args.kernels)], 4, 120))
-        seed = seeds.take()
-        png = {name: get(url.format(seed), 30)[2] for name, url in targets.items()}
-        same = {kg: same_image(png["publisher"], png[kg]) for kg in ("KG tight", "KG savefig")}
-        for kg_name, verdict in same.items():
-            print(f"   seed {seed}, publisher vs {kg_name}: {verdict}")
-        for c in children:
-            c.note_children()
-
-    figures: dict[str, dict[str, list[float]]] = {n: {} for n in targets}
-    phases = ((1, args.requests), (4, 2 * args.requests))
-    with section(
-        f"{args.rounds} rounds, ABC then CBA: {args.requests} renders at c=1, then {2 * args.requests} at c=4"
-    ):
-        for r in range(args.rounds):
-            for name in list(targets)[:: 1 if r % 2 == 0 else -1]:
-                for c, count in phases:
-                    seeds_now = [seeds.take() for _ in range(count)]
-                    rate, lat = asyncio.run(phase(targets[name], seeds_now, c, args.limit))
-                    for key, value in (
-                        ("rps", rate),
-                        ("p50", percentile(lat, 50)),
-                        ("p95", percentile(lat, 95)),
-                    ):
-                        figures[name].setdefault(f"{key} c={c}", []).append(value)
-            rates = (
+    def rounds(self) -> list[Row]:
+        figures = {name: defaultdict(list) for name in self.targets}
+        for r in range(self.args.rounds):
+            for name in list(self.targets)[:: 1 - r % 2 * 2]:  # ABC, then CBA
+                for c, times in ((1, 1), (4, 2)):  # c=4 renders twice as many
+                    *lat, wall = self.render(name, times * self.args.requests, c)
+                    figures[name][f"rps c={c}"].append(len(lat) / wall)
+                    figures[name][f"p50 c={c}"].append(percentile(lat, 50))
+                    figures[name][f"p95 c={c}"].append(percentile(lat, 95))
+            rates = [
                 f"{n} {f['rps c=1'][-1]:.1f}/{f['rps c=4'][-1]:.1f}" for n, f in figures.items()
-            )
-            print(f"   round {r + 1}, renders/s c=1/c=4: " + ", ".join(rates), flush=True)
-
-    hop: list[float] = []  # what KG's redirect costs: the static GET alone
-    for _ in range(20):
-        started = time.perf_counter()
-        get(f"{kg_base}/public/{next(public.iterdir()).name}")
-        hop.append(time.perf_counter() - started)
-    med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
-    print(f"\n== distinct renders, {args.kernels} kernels each, medians of {args.rounds} rounds")
-    head = ("", "publisher", "KG tight", "KG savefig", "pub/KG tight", "pub/KG savefig")
-    print("   " + "".join(f"{h:>15}" for h in head))
-    for label, key, scale in ROWS:
-        p, t, s = (med[n][key] * scale for n in targets)
-        row = (label, f"{p:.1f}", f"{t:.1f}", f"{s:.1f}", f"{p / t:.2f}x", f"{p / s:.2f}x")
-        print("   " + "".join(f"{cell:>15}" for cell in row))
-    print("   (pub/KG above 1 is publisher ahead for renders/s, below 1 for latency)")
-    for kg_name, verdict in same.items():
-        print(f"   PNG, publisher vs {kg_name}: {verdict}")
-    print(
-        f"   KG's 303 hop alone (GET /public/NAME.png): median {statistics.median(hop) * 1000:.1f} ms"
-    )
-    print("   commands:\n" + "\n".join(f"     {c}" for c in commands))
-
-
-ROWS = [
-    ("renders/s c=1", "rps c=1", 1),
-    ("renders/s c=4", "rps c=4", 1),
-    ("p50 ms c=4", "p50 c=4", 1000),
-    ("p95 ms c=4", "p95 c=4", 1000),
-]
+            ]
+            print(f"   round {r + 1}, renders/s c=1/c=4:", ", ".join(rates), flush=True)
+        med = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in figures.items()}
+        rows = [("median of rounds", "publisher", "KG tight, KG savefig (publisher / KG)")]
+        for label, key, scale in FIGURES:
+            p, t, s = (med[n][key] * scale for n in self.targets)
+            rows.append((label, f"{p:.1f}", f"{t:.1f} ({p / t:.2f}x), {s:.1f} ({p / s:.2f}x)"))
+        static = f"{self.kg}/public/{next((self.tmp / 'kg-public').iterdir()).name}"
+        hop = statistics.median(common.timed(static)[1] for _ in range(20))
+        return rows + [("KG's 303 hop alone (GET /public/NAME.png), median", ms(hop), "")]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="ABC/CBA rounds [5]")
-    p.add_argument(
-        "--requests", type=int, default=16, help="renders at c=1 a round; twice that at c=4 [16]"
-    )
-    p.add_argument("--kernels", type=int, default=2, help="kernels of each server [2]")
-    p.add_argument("--limit", type=float, default=60, help="seconds at most of one load phase [60]")
-    p.add_argument(
-        "--kg-venv", type=Path, default=KG_VENV, help=f"Kernel Gateway's virtualenv [{KG_VENV}]"
-    )
-    p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
-    args = p.parse_args()
-    before = kernel_pids()
-    tmp = Path(tempfile.mkdtemp(prefix="publisher-peers-"))
-    children: list[Child] = []
-    failed = False
-    try:
-        run(args, tmp, children, [shlex.join([sys.executable, *sys.argv])])
-    except Exception as e:
-        failed = True
-        print(f"\nBENCHMARK FAILED: {type(e).__name__}: {e}", flush=True)
-    finally:
-        left = [pid for c in reversed(children) for pid in c.stop()]
-        if left:
-            print(f"   killed leftover children {left}")
-        ours = kernel_pids() & set().union(*(c.seen for c in children))
-        print(f"ipykernel_launcher processes: before {len(before)}, ours still running {len(ours)}")
-        if args.keep or failed:
-            print(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 2 if failed or ours else 0
+    p.add_argument("--requests", type=int, default=16, help="renders at c=1 a round; 2x at c=4")
+    return Peers(p.parse_args()).run()
 
 
 if __name__ == "__main__":

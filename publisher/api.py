@@ -66,7 +66,9 @@ def data_json(data: Data, notebook: Notebook) -> dict[str, Any]:
 
     def name(path: str) -> str:
         inside = os.path.commonpath([path, root]) == root
-        return os.path.relpath(path, folder) if inside else os.path.basename(path)
+        shown = os.path.relpath(path, folder) if inside else os.path.basename(path)
+        # bytes that are not UTF-8 (os.fsdecode's surrogates) would fail the answer's encoding
+        return shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
     return {
         "files": [

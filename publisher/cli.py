@@ -135,7 +135,8 @@ def render(
     verbose: bool,
 ) -> None:
     """Render one chart of NOTEBOOK_ID, as the server would, to a file or stdout."""
-    settings = _settings(notebook_dir=notebook_dir, kernels=1)
+    # max_stale 0: a chart past its ttl or whose data changed is rendered now, not served stale
+    settings = _settings(notebook_dir=notebook_dir, kernels=1, max_stale=0.0)
     _forbid_dumping()  # the caller's PUBLISHER_SECRET must not reach this notebook either
     fmt = _format_of(output, fmt)
     started = time.perf_counter()

@@ -104,38 +104,51 @@ class DataWatch:
         self._entries: OrderedDict[int, tuple[Data, float, float | None]] = OrderedDict()
         self._files: dict[str, tuple[float, DataFile | None]] = {}
         self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._noticed: dict[Data, float] = {}  # data seen changed -> when first seen
 
-    def changed_since(self, data: Data) -> float | None:
-        """When this server first saw the data changed, or None while it has not."""
+    def changed_since(self, data: Data, created: float) -> float | None:
+        """When this server first saw the data changed, or None while it has not.
+
+        ``created``: when the entry was rendered; a look older than that is
+        looked again, since it may predate the very files the render read.
+        The time a change was first seen is kept by the data's value too, so
+        the same entry read again from the disk or Redis (a new object) is
+        still as stale as it was, and expires after ``--max-stale``.
+        """
         now = self.clock()
         seen = self._entries.get(id(data))
         if seen is not None and seen[0] is data:
             _, looked, since = seen
             if since is not None or now - looked < self.interval:
                 return since
-        since = now if self._changed(data, now) else None
+        since = None
+        if self._changed(data, now, created):
+            since = self._noticed.setdefault(data, now)
+            if len(self._noticed) > REMEMBERED:
+                self._noticed.clear()
+                since = self._noticed[data] = now
         self._entries[id(data)] = (data, now, since)
         self._entries.move_to_end(id(data))
         if len(self._entries) > REMEMBERED:
             self._entries.popitem(last=False)
         return since
 
-    def _changed(self, data: Data, now: float) -> bool:
-        if any(self._file(f.path, now) != f for f in data.files):
+    def _changed(self, data: Data, now: float, created: float) -> bool:
+        if any(self._file(f.path, now, created) != f for f in data.files):
             return True
-        return any(self._glob(g.pattern, now) != g.matched for g in data.globs)
+        return any(self._glob(g.pattern, now, created) != g.matched for g in data.globs)
 
-    def _file(self, path: str, now: float) -> DataFile | None:
+    def _file(self, path: str, now: float, created: float) -> DataFile | None:
         seen = self._files.get(path)
-        if seen is None or now - seen[0] >= self.interval:
+        if seen is None or now - seen[0] >= self.interval or seen[0] < created:
             if len(self._files) > REMEMBERED:
                 self._files.clear()
             seen = self._files[path] = (now, DataFile.of(path))
         return seen[1]
 
-    def _glob(self, pattern: str, now: float) -> tuple[str, ...]:
+    def _glob(self, pattern: str, now: float, created: float) -> tuple[str, ...]:
         seen = self._globs.get(pattern)
-        if seen is None or now - seen[0] >= self.interval:
+        if seen is None or now - seen[0] >= self.interval or seen[0] < created:
             if len(self._globs) > REMEMBERED:
                 self._globs.clear()
             seen = self._globs[pattern] = (now, DataGlob.of(pattern).matched)

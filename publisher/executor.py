@@ -9,6 +9,8 @@ nbclient's exceptions into ours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -75,6 +77,7 @@ class Kernel:
         # Local kernels talk over Unix sockets in a folder only this user can enter: no
         # TCP port for another local user to reach, and no socket names to collide on.
         self.folder = tempfile.mkdtemp(prefix="publisher-kernel-")
+        self._reads_file = os.path.join(self.folder, "reads.json")
         self.km = AsyncKernelManager(
             kernel_name="python3",
             transport="ipc",
@@ -116,16 +119,31 @@ class Kernel:
         not give it another job.
         """
         self.renders += 1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._reads_file)  # the last render's
         o = job.options
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
-            f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r})"
+            f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r},"
+            f" {self._reads_file!r})"
         )
         first, *rest = job.cells or ("",)
         if cell_magic(first):  # the magic must stay the first line of its cell
             outputs = await self._run_cells((prepare, first, *rest), monotonic() + timeout)
             return outputs[1:]
         return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)
+
+    def reads(self) -> dict[str, Any] | None:
+        """What the last render reported it read (``kernel_side._report_reads``); None: nothing."""
+        try:
+            with open(self._reads_file) as report:
+                raw = json.load(report)
+        except FileNotFoundError:
+            return None
+        except ValueError:  # cut short: the render wrote it as it ended
+            log.warning("kernel %s: unreadable report of the files it read", self.pid)
+            return None
+        return raw if isinstance(raw, dict) else None
 
     async def reset(self, timeout: float = 30) -> ResetReport:
         """Back to the state of a fresh kernel; done between renders, not during one."""

@@ -1,14 +1,12 @@
-"""What a render produced, taken from the outputs of the cells it ran: the chart's bytes,
-and the files the notebook read."""
+"""The chart's bytes, taken from the outputs of the cells a render ran."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-from .data import NO_DATA, Data
 from .errors import ImageTooLarge, InvalidOption, NoImage
-from .kernel_side import ERROR_MIME, READS_MIME
+from .kernel_side import ERROR_MIME
 
 FORMATS: dict[str, str] = {
     "png": "image/png",
@@ -41,16 +39,6 @@ def chart_image(outputs: list[list[dict[str, Any]]], fmt: str, whole_notebook: b
     )
     hint = f" (it displayed {', '.join(other)})" if other else ""
     raise NoImage(f"{where} displayed no {fmt} image{hint}")
-
-
-def data_read(outputs: list[list[dict[str, Any]]]) -> Data:
-    """The files the kernel reported the render read: its last report, after the last cell."""
-    for cell in reversed(outputs):
-        for output in reversed(cell):
-            report = output.get("data", {}).get(READS_MIME)
-            if report is not None:
-                return Data.from_json(report)
-    return NO_DATA
 
 
 def _decode(data: str | list[str], mime: str) -> bytes:

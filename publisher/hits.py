@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .cache import Entry
 from .catalog import Catalog
 from .outcome import HIT, OUTCOME, Outcome
 from .pipeline import FRESH, Pipeline
@@ -28,7 +29,9 @@ class RepeatHits:
         self.catalog = catalog
         self.pipeline = pipeline
         self.served = 0
-        self._answers: dict[str, tuple[RenderRequest, Outcome, dict[str, str]]] = {}
+        # URL -> its render, which entry answered (ETag, render time), the answer's headers;
+        # no body: the memory has it, and keeps it within its bound
+        self._answers: dict[str, tuple[RenderRequest, tuple[str, float], dict[str, str]]] = {}
 
     def remember(
         self, request: web.Request, render: RenderRequest, outcome: Outcome, headers: dict[str, str]
@@ -36,27 +39,31 @@ class RepeatHits:
         """Keep a memory hit's answer for its URL; the caller checked it may be repeated."""
         if len(self._answers) >= REMEMBERED:
             self._answers.clear()
-        self._answers[request.raw_path] = (render, Outcome(outcome.entry, HIT, "memory"), headers)
+        entry = outcome.entry
+        self._answers[request.raw_path] = (render, (entry.etag, entry.created), headers)
 
     def answer(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a repeat of a remembered URL, or None to take the long way."""
         found = self._answers.get(request.raw_path)
         if found is None or request.method != "GET" or "If-None-Match" in request.headers:
             return None
-        render, outcome, headers = found
-        if not self._current(render, outcome):
+        render, answered, headers = found
+        entry = self._current(render, answered)
+        if entry is None:
             del self._answers[request.raw_path]
             return None
         self.served += 1
-        request[OUTCOME] = outcome
-        return web.Response(body=outcome.entry.body, headers=headers)
+        request[OUTCOME] = Outcome(entry, HIT, self.pipeline.memory.name)
+        return web.Response(body=entry.body, headers=headers)
 
-    def _current(self, render: RenderRequest, outcome: Outcome) -> bool:
+    def _current(self, render: RenderRequest, answered: tuple[str, float]) -> Entry | None:
+        """The entry the memory holds for this render, if it is still the one answered."""
         listing = self.catalog.latest
-        return (
-            self.catalog.watched
-            and listing is not None
-            and listing.get(render.notebook.id) is render.notebook
-            and self.pipeline.memory.get(render.key) is outcome.entry
-            and self.pipeline.freshness.judge(outcome.entry) == FRESH
-        )
+        if not self.catalog.watched or listing is None:
+            return None
+        if listing.get(render.notebook.id) is not render.notebook:
+            return None  # the notebook changed, or a scan read it again
+        entry = self.pipeline.memory.get(render.key)
+        if entry is None or (entry.etag, entry.created) != answered:
+            return None  # evicted, or rendered again: its headers would differ
+        return entry if self.pipeline.freshness.judge(entry) == FRESH else None

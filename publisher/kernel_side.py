@@ -23,6 +23,7 @@ import copy
 import gc
 import importlib
 import importlib.util
+import json
 import operator
 import os
 import site
@@ -35,7 +36,6 @@ from typing import Any
 # How the kernel tells the server things: display outputs of these types.
 ERROR_MIME = "application/vnd.publisher.error+json"  # the image would be too big
 RESET_MIME = "application/vnd.publisher.reset+json"  # what a reset could not restore
-READS_MIME = "application/vnd.publisher.reads+json"  # the files a render read so far
 
 _options: dict[str, Any] = {"dpi": None, "width": None, "height": None, "max_pixels": None}
 _original_print_figure: Any = None
@@ -60,43 +60,53 @@ _NAMESPACES = (
 
 
 _recording = False  # a render is running: the files it opens for reading are its data
-_reads: dict[str, None] = {}  # in the order first read
-_reading: dict[str, Any] = {"limit": 1000, "dropped": 0, "published": -1, "ignored": ()}
-_READ_ONLY_OR_BOTH = (os.O_RDONLY, os.O_RDWR)
+_reads: dict[str, tuple[int, int]] = {}  # path -> size, mtime_ns when first opened; in order
+_written: set[str] = set()  # opened for writing in this render: its own output, not its data
+_reading: dict[str, Any] = {"limit": 1000, "dropped": 0, "reported": -1, "report": None}
+_ignored: dict[str, Any] = {"all": (), "for": None, "now": ()}  # places, the root they suit
+_WRITING = (os.O_WRONLY, os.O_RDWR)
 _FONT_FILES = (".ttf", ".otf", ".ttc", ".afm", ".pfa", ".pfb")
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """Note a file the render opens for reading; runs for every audit event, so it is lean."""
+    """Note a file the render opens; runs for every audit event, so it is lean."""
     if not _recording:
         return
     if event == "open":
         path, mode, flags = args
         if mode is None:  # os.open: the flags say
-            if flags & os.O_ACCMODE not in _READ_ONLY_OR_BOTH:
-                return
-        elif "r" not in mode and "+" not in mode:
-            return
+            writes = flags & os.O_ACCMODE in _WRITING
+        else:
+            writes = "r" not in mode or "+" in mode
     elif event == "sqlite3.connect":
-        path = args[0]
+        path, writes = args[0], False
         if path in (":memory:", "", b""):
             return
     else:
         return
     if isinstance(path, int):
         return  # an already open descriptor
-    _note(os.path.abspath(os.fsdecode(path)))
+    _note(os.path.abspath(os.fsdecode(path)), writes)
 
 
-def _note(path: str) -> None:
-    if path in _reads or path.startswith(_reading["ignored"]):
+def _note(path: str, writes: bool) -> None:
+    """Remember a file as it is when first read (a later change is a change), or as written."""
+    if writes:
+        if path != _reading["report"]:
+            _written.add(path)
+        return
+    if path in _reads or path.startswith(_ignored["now"]):
         return
     if path.endswith(_FONT_FILES) or "/__pycache__/" in path:
         return
-    if len(_reads) < _reading["limit"]:
-        _reads[path] = None
-    else:
+    if len(_reads) >= _reading["limit"]:
         _reading["dropped"] += 1
+        return
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return  # the open will fail too
+    _reads[path] = (stat.st_size, stat.st_mtime_ns)
 
 
 def _ignored_places() -> tuple[str, ...]:
@@ -113,21 +123,29 @@ def _ignored_places() -> tuple[str, ...]:
     return tuple(place.rstrip(os.sep) + os.sep for place in sorted(found))
 
 
-def _publish_reads() -> None:
-    """After each cell of a render: what it has read so far, with sizes and mtimes now."""
-    if not _recording or len(_reads) + _reading["dropped"] == _reading["published"]:
-        return
-    files = []
-    for path in _reads:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            continue  # read, then removed: nothing left to follow
-        files.append([path, stat.st_size, stat.st_mtime_ns])
-    _reading["published"] = len(_reads) + _reading["dropped"]
-    from IPython.display import publish_display_data
+def _ignore_outside(root: str) -> None:
+    """The ignored places, less any that holds the notebooks (``/usr`` for a system Python)."""
+    if _ignored["for"] != root:
+        inside = root.rstrip(os.sep) + os.sep
+        kept = tuple(place for place in _ignored["all"] if not inside.startswith(place))
+        _ignored.update({"for": root, "now": kept})
 
-    publish_display_data({READS_MIME: {"files": files, "dropped": _reading["dropped"]}})
+
+def _report_reads() -> None:
+    """After each cell of a render, what it has read so far, in a file the server reads.
+
+    A file rather than a display output: ``%%capture`` or ``clear_output``
+    in the notebook cannot swallow it, and the cells' outputs stay exactly
+    what a fresh kernel shows.
+    """
+    report = _reading["report"]
+    count = len(_reads) + len(_written) + _reading["dropped"]
+    if not _recording or report is None or count == _reading["reported"]:
+        return
+    files = [[path, *seen] for path, seen in _reads.items() if path not in _written]
+    with open(report, "w") as out:  # a write: not a read of the render's
+        json.dump({"files": files, "dropped": _reading["dropped"]}, out)
+    _reading["reported"] = count
 
 
 def warm(modules: list[str]) -> None:
@@ -146,11 +164,11 @@ def warm(modules: list[str]) -> None:
     from IPython.core import pylabtools
 
     if _original_print_figure is None:
-        _reading["ignored"] = _ignored_places()
+        _ignored["all"] = _ignored_places()
         sys.addaudithook(_audit)  # for good: an audit hook cannot be removed
         from IPython import get_ipython
 
-        get_ipython().events.register("post_execute", _publish_reads)
+        get_ipython().events.register("post_execute", _report_reads)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
@@ -544,6 +562,7 @@ def prepare(
     height: int | None,
     max_pixels: int | None = None,
     max_reads: int = 1000,
+    report: str | None = None,
 ) -> None:
     """Point a clean kernel at this render: its folder, how to print its figures, and
     what it reads from now on."""
@@ -555,7 +574,9 @@ def prepare(
     _saved["roots"].add(root)
     os.chdir(cwd)
     _reads.clear()
-    _reading.update(limit=max_reads, dropped=0, published=0)
+    _written.clear()
+    _reading.update(limit=max_reads, dropped=0, reported=0, report=report)
+    _ignore_outside(root)
     _recording = True
     _options.update(dpi=dpi, width=width, height=height, max_pixels=max_pixels)
     _guarding = True

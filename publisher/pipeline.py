@@ -88,7 +88,7 @@ class Freshness:
         left = entry.fresh_for(now)
         stale_for = None if left is None or left > 0 else -left
         if entry.data:
-            since = self.data.changed_since(entry.data)
+            since = self.data.changed_since(entry.data, entry.created)
             if since is not None:
                 stale_for = max(now - since, stale_for or 0.0)
         if stale_for is None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from .cache import Entry
 from .catalog import Chart, Notebook
-from .data import Data, declared, merged
-from .executor import Job, Outputs
-from .extract import FORMATS, chart_image, data_read
+from .data import NO_DATA, Data, declared, merged
+from .executor import Job
+from .extract import FORMATS, chart_image
 from .inject import cells_to_run
 from .pipeline import Clock, Started
 from .pool import KernelPool
@@ -49,11 +49,15 @@ class Renderer:
 
     async def __call__(self, request: RenderRequest, started: Started) -> Entry:
         options, notebook = request.query.options, request.notebook
+        declared_now = NO_DATA
+        if notebook.data:  # before the run, so a file that changes during it is a change
+            declared_now = await asyncio.to_thread(declared, notebook.folder, notebook.data)
         async with self.pool.kernel(fresh=notebook.fresh_kernel) as kernel:
             started()
             outputs = await kernel.run(self._job(request), self.settings.timeout)
+            read = Data.from_json(kernel.reads())
         image = chart_image(outputs, options.fmt, request.chart.cell is None)
-        data = await self._data_of(request, outputs)
+        data = self._data_of(request, read, declared_now)
         return Entry.of(image, FORMATS[options.fmt], notebook.ttl, self.clock(), data)
 
     def last_data(self, notebook: Notebook) -> dict[str, Data]:
@@ -65,13 +69,10 @@ class Renderer:
                 found[chart.name] = data
         return found
 
-    async def _data_of(self, request: RenderRequest, outputs: Outputs) -> Data:
+    def _data_of(self, request: RenderRequest, read: Data, declared_now: Data) -> Data:
         """What the render read, with what the notebook declares; remembered for the API."""
         notebook, limit = request.notebook, self.settings.max_data_files
-        data = data_read(outputs)
-        if notebook.data:  # globs: a walk of the folder, off the event loop
-            found = await asyncio.to_thread(declared, notebook.folder, notebook.data)
-            data = merged(data, found, limit)
+        data = merged(read, declared_now, limit) if declared_now else read
         if data.dropped:
             log.warning(
                 "notebook '%s' read more than %d files: the first %d are followed, %d are not",

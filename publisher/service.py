@@ -63,7 +63,7 @@ class Publisher:
         """
         seen = (notebook.id, notebook.digest, chart.name, fmt, query)
         request = self._resolved.get(seen)
-        if request is not None:
+        if request is not None and request.notebook is notebook:
             self._resolved.move_to_end(seen)
             return request
         items = parse_qsl(query, keep_blank_values=True)

@@ -13,7 +13,7 @@ from .api import folder_json, notebook_json, page_json
 from .browse import Listing, api_criteria, one_value, page_of
 from .errors import RequestTooLarge
 from .headers import CHART_HEADERS
-from .outcome import HIT, OUTCOME, Outcome
+from .outcome import HIT, OUTCOME, STALE, Outcome
 from .signing import EXPIRES, Signer
 
 CACHE_HEADER = "X-Publisher-Cache"
@@ -47,7 +47,9 @@ async def chart(request: web.Request) -> web.StreamResponse:
 def _chart_headers(outcome: Outcome, max_age: int, now: float) -> dict[str, str]:
     entry = outcome.entry
     left = entry.fresh_for(now)
-    if left is not None:
+    if outcome.cache == STALE:  # past its ttl, or its data changed: a new one is on its way
+        max_age = 0
+    elif left is not None:
         max_age = max(0, int(left))
     headers = {
         "ETag": entry.etag,

@@ -6,6 +6,7 @@ Keeping them here, as Python, keeps what a test checks next to what it runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,17 @@ def write_all(folder: Path) -> Path:
     (folder / ".ipynb_checkpoints").mkdir(exist_ok=True)
     (folder / ".ipynb_checkpoints" / "echo-checkpoint.ipynb").write_text("{}")
     return folder
+
+
+def rewrite(path: Path, content: str) -> None:
+    """Write new content with an mtime surely past the last one (filesystems keep coarse times)."""
+    later = path.stat().st_mtime_ns + 10**9
+    path.write_text(content)
+    os.utime(path, ns=(later, later))
+
+
+def csv_chart(folder: Path, name: str) -> None:
+    """``name.csv``, and ``name.ipynb`` reading it and ending with ``df.plot(...);``."""
+    (folder / f"{name}.csv").write_text("month,total\n1,3\n2,5\n")
+    plot = f"pd.read_csv('{name}.csv').plot(x='month', y='total');"
+    write_notebook(folder / f"{name}.ipynb", ["import pandas as pd", plot])

@@ -16,7 +16,7 @@ from publisher.cli import main
 from publisher.settings import Settings
 from publisher.signing import signature
 
-from .notebooks import write_notebook
+from .notebooks import rewrite, write_notebook
 
 
 @pytest.fixture
@@ -55,7 +55,11 @@ def test_render_verbose_lists_the_data_files_the_chart_follows(run, tmp_path: Pa
         assert "data: data/sales.csv (20 bytes, modified " in result.output
         assert f"({cache}, " in result.output
     quiet = run("render", "sales", "-o", str(out), "--notebooks", str(folder))
-    assert "data:" not in quiet.output
+    assert "data:" not in quiet.output and "(hit, " in quiet.output
+    before = out.read_bytes()
+    rewrite(folder / "data" / "sales.csv", "month,total\n1,9\n2,1\n")
+    edited = run("render", "sales", "-o", str(out), "--notebooks", str(folder))
+    assert "(miss, " in edited.output and out.read_bytes() != before  # not the stale chart
 
 
 def test_render_takes_list_values_like_a_query_string(

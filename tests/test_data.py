@@ -9,9 +9,10 @@ data changed is rendered again for the very next request.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import os
 import sqlite3
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,10 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from publisher.executor import Job, Kernel
-from publisher.kernel_side import READS_MIME
 from publisher.options import RenderOptions
 
 from .conftest import error_of, serve, test_settings
-from .notebooks import write_notebook
+from .notebooks import rewrite, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MAX_FILES = 5
@@ -50,7 +50,7 @@ def write_csv(path: Path, totals: list[int]) -> None:
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("data")
     plot = "df.plot(x='month', y='total', title=f'total {df.total.sum()}');"
-    for name in ("sales", "fragile", "shared"):
+    for name in ("sales", "fragile", "shared", "never"):
         write_csv(folder / f"{name}.csv", [3, 5, 4])
         write_notebook(
             folder / f"{name}.ipynb", [PANDAS, f"df = pd.read_csv('{name}.csv')\n{plot}"]
@@ -134,18 +134,11 @@ async def data_of(client: TestClient, notebook: str, chart: str = "chart") -> di
     return found["data"]
 
 
-def changed(path: Path, content: str) -> None:
-    """Write new content, with an mtime surely past the last one."""
-    before = path.stat().st_mtime_ns
-    path.write_text(content)
-    os.utime(path, ns=(before + 10**9, before + 10**9))
-
-
 async def test_an_edited_csv_shows_at_the_same_url(client: TestClient, folder: Path) -> None:
     first = await get(client, "/charts/sales.png")
     assert first[0] == "miss"
     assert await get(client, "/charts/sales.png") == ("hit", first[1])
-    changed(folder / "sales.csv", "month,total\n1,9\n2,1\n")
+    rewrite(folder / "sales.csv", "month,total\n1,9\n2,1\n")
     cache, etag = await get(client, "/charts/sales.png")
     assert cache == "miss" and etag != first[1]
     assert await get(client, "/charts/sales.png") == ("hit", etag)
@@ -153,7 +146,7 @@ async def test_an_edited_csv_shows_at_the_same_url(client: TestClient, folder: P
 
 async def test_touching_an_unrelated_file_keeps_the_hit(client: TestClient, folder: Path) -> None:
     first = await get(client, "/charts/sales.png?_dpi=50")
-    changed(folder / "other.txt", "still nobody reads this")
+    rewrite(folder / "other.txt", "still nobody reads this")
     assert await get(client, "/charts/sales.png?_dpi=50") == ("hit", first[1])
 
 
@@ -161,7 +154,7 @@ async def test_a_file_read_by_a_helper_module_is_followed(client: TestClient, fo
     first = await get(client, "/charts/via_helper.png")
     data = await data_of(client, "via_helper")
     assert "helped.csv" in [f["path"] for f in data["files"]]
-    changed(folder / "helped.csv", "month,total\n1,7\n")
+    rewrite(folder / "helped.csv", "month,total\n1,7\n")
     cache, etag = await get(client, "/charts/via_helper.png")
     assert cache == "miss" and etag != first[1]
 
@@ -199,12 +192,13 @@ async def test_each_kind_of_reader_is_tracked_and_the_system_is_not(client: Test
 async def test_past_the_limit_the_first_files_are_followed_and_the_rest_logged(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="publisher.service")
+    caplog.set_level(logging.WARNING, logger="publisher.render")
     await get(client, "/charts/many.png")
     data = await data_of(client, "many")
     assert [f["path"] for f in data["files"]] == [f"many-{i}.txt" for i in range(MAX_FILES)]
     assert data["dropped"] == 3
-    assert any("the first 5 are followed, 3 are not" in r.getMessage() for r in caplog.records)
+    warnings = [r for r in caplog.records if r.name == "publisher.render"]
+    assert any("the first 5 are followed, 3 are not" in r.getMessage() for r in warnings)
 
 
 async def test_the_gallery_shows_a_charts_data(client: TestClient) -> None:
@@ -214,28 +208,60 @@ async def test_the_gallery_shows_a_charts_data(client: TestClient) -> None:
 
 
 async def test_a_chart_not_rendered_here_has_no_data_to_tell(client: TestClient) -> None:
-    assert await data_of(client, "via_helper", "chart") is not None
-    body = await (await client.get("/api/notebooks/other-never-rendered")).json()
-    assert body["error"]["code"] == "unknown_notebook"
+    assert await data_of(client, "never") is None
+    await get(client, "/charts/never.png")
+    assert [f["path"] for f in (await data_of(client, "never"))["files"]] == ["never.csv"]
 
 
-async def test_a_render_reports_its_own_reads_and_nothing_from_outside_it(tmp_path: Path) -> None:
+async def test_a_render_reports_its_own_reads_and_not_what_it_wrote(tmp_path: Path) -> None:
     """Outside renders a kernel runs only its warm-up and its resets: neither is recorded."""
     for name in ("b.txt", "c.txt"):
         (tmp_path / name).write_text(name)
     kernel = await Kernel(["pandas", "matplotlib.pyplot"]).start()
 
-    async def reads(source: str) -> list[list[Any]] | None:
-        outputs = await kernel.run(Job(str(tmp_path), (source,), RenderOptions()), 30)
+    async def reads(*cells: str) -> list[str] | None:
+        await kernel.run(Job(str(tmp_path), cells, RenderOptions()), 30)
+        report = kernel.reads()
         await kernel.reset()
-        reports = [o["data"][READS_MIME] for o in outputs[-1] if READS_MIME in o.get("data", {})]
-        return reports[-1]["files"] if reports else None
+        return None if report is None else [path for path, _, _ in report["files"]]
 
     try:
-        only_b = await reads("open('b.txt').read()")
-        assert only_b is not None and [path for path, _, _ in only_b] == [str(tmp_path / "b.txt")]
+        assert await reads("open('b.txt').read()") == [str(tmp_path / "b.txt")]
         assert await reads("x = 1") is None  # nothing read, nothing reported
-        only_c = await reads("import matplotlib.pyplot as plt\nplt.plot([1]); open('c.txt').read()")
-        assert only_c is not None and [path for path, _, _ in only_c] == [str(tmp_path / "c.txt")]
+        captured = "%%capture\nopen('c.txt').read()"  # a cell whose outputs are swallowed
+        assert await reads(captured, "import matplotlib.pyplot as plt\nplt.plot([1])") == [
+            str(tmp_path / "c.txt")
+        ]
+        wrote = "open('out.txt', 'w').write('x')\nopen('out.txt').read()\nopen('b.txt').read()"
+        assert await reads(wrote) == [str(tmp_path / "b.txt")]  # its own output is not data
     finally:
         await kernel.shutdown()
+
+
+async def test_the_hook_records_only_while_a_render_runs(tmp_path: Path) -> None:
+    """The kernel-side hook, called as the interpreter would call it, in this process."""
+    (tmp_path / "data.csv").write_text("1\n")
+    side = kernel_side_module()
+    opened = ("open", (str(tmp_path / "data.csv"), "r", 0))
+    side._audit(*opened)
+    assert side._reads == {}
+    side._recording = True
+    try:
+        side._audit(*opened)
+        side._audit("open", (str(tmp_path / "new.csv"), "w", 0))
+        side._audit("sqlite3.connect", (":memory:",))
+        side._audit("os.listdir", (str(tmp_path),))
+    finally:
+        side._recording = False
+    size = (tmp_path / "data.csv").stat()
+    assert side._reads == {str(tmp_path / "data.csv"): (size.st_size, size.st_mtime_ns)}
+    assert side._written == {str(tmp_path / "new.csv")}
+
+
+def kernel_side_module() -> types.ModuleType:
+    """A fresh copy of the module the kernels run, so its globals are this test's own."""
+    spec = importlib.util.find_spec("publisher.kernel_side")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,6 @@ conditional request, a ttl, an expiring signature) and expects the long way.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,12 +16,13 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from publisher.cache import Entry
 from publisher.logs import ACCESS_LOG
 from publisher.signing import sign_url
 from publisher.state import HITS, SERVICE
 
 from .conftest import serve, test_settings
-from .notebooks import IMPORTS, chart, write_notebook
+from .notebooks import IMPORTS, chart, csv_chart, rewrite, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SECRET = "repeat-hits-secret"
@@ -36,11 +36,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_notebook(folder / "bars.ipynb", [IMPORTS, chart("ax.bar([1, 2], [3, 4])")])
     write_notebook(folder / "edited.ipynb", [IMPORTS, chart("ax.plot([1, 2])")])
     write_notebook(folder / "live.ipynb", [IMPORTS, chart()], {"publisher": {"ttl": 600}})
-    (folder / "sales.csv").write_text("month,total\n1,3\n")
-    write_notebook(
-        folder / "sales.ipynb",
-        ["import pandas as pd", "pd.read_csv('sales.csv').plot(x='month', y='total');"],
-    )
+    csv_chart(folder, "sales")
     return folder
 
 
@@ -80,6 +76,15 @@ async def twice(client: TestClient, url: str) -> tuple[ClientResponse, ClientRes
     return hit, repeat, served(client) - before
 
 
+async def rendered_again(client: TestClient, url: str, hit: ClientResponse) -> None:
+    """The long way, to a new render: what a changed notebook or changed data must get."""
+    before = served(client)
+    after = await client.get(url)
+    assert served(client) == before
+    assert after.headers["X-Publisher-Cache"] == "miss"
+    assert after.headers["ETag"] != hit.headers["ETag"]
+
+
 async def test_a_repeat_hit_is_the_same_answer_the_short_way(client: TestClient) -> None:
     hit, repeat, short = await twice(client, "/charts/bars.png?_dpi=40")
     assert short == 1
@@ -114,28 +119,25 @@ async def test_an_edited_notebook_goes_the_long_way(client: TestClient, folder: 
     hit, _, _ = await twice(client, "/charts/edited.png")
     write_notebook(folder / "edited.ipynb", [IMPORTS, chart("ax.plot([2, 1])")])
     await client.app[SERVICE].catalog.scanned()
-    before = served(client)
-    after = await client.get("/charts/edited.png")
-    assert served(client) == before
-    assert (
-        after.headers["X-Publisher-Cache"] == "miss"
-        and after.headers["ETag"] != hit.headers["ETag"]
-    )
+    await rendered_again(client, "/charts/edited.png", hit)
 
 
 async def test_changed_data_goes_the_long_way(client: TestClient, folder: Path) -> None:
     hit, _, _ = await twice(client, "/charts/sales.png")
-    csv = folder / "sales.csv"
-    mtime = csv.stat().st_mtime_ns + 10**9
-    csv.write_text("month,total\n1,9\n2,2\n")
-    os.utime(csv, ns=(mtime, mtime))
+    rewrite(folder / "sales.csv", "month,total\n1,9\n2,2\n")
+    await rendered_again(client, "/charts/sales.png", hit)
+
+
+async def test_an_entry_gone_from_memory_goes_the_long_way(client: TestClient) -> None:
+    hit, _, _ = await twice(client, "/charts/bars.png?_dpi=44")
+    service = client.app[SERVICE]
+    pipeline = service.pipeline
+    render_key = service.resolve(*service.catalog.chart("bars"), "_dpi=44", "png").key
+    pipeline.memory.put(render_key, Entry.of(b"x" * (pipeline.memory.max_bytes + 1), "image/png"))
     before = served(client)
-    after = await client.get("/charts/sales.png")
+    again = await client.get("/charts/bars.png?_dpi=44")  # from the disk, the long way
     assert served(client) == before
-    assert (
-        after.headers["X-Publisher-Cache"] == "miss"
-        and after.headers["ETag"] != hit.headers["ETag"]
-    )
+    assert again.headers["ETag"] == hit.headers["ETag"] and await again.read() == await hit.read()
 
 
 async def test_conditional_and_head_requests_go_the_long_way(client: TestClient) -> None:

@@ -388,3 +388,20 @@ async def test_changed_data_is_served_stale_while_one_render_replaces_it(
     await stack.settle()
     fresh = await stack.pipeline.get_or_render("k", produce)
     assert fresh.cache == "hit" and fresh.entry.body == b"render 2"
+
+
+def test_a_stale_entry_read_again_from_a_tier_stays_as_stale_as_it_was(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Every read from the disk or Redis is a new object: the change is remembered by value."""
+    csv = tmp_path / "sales.csv"
+    csv.write_text("1\n")
+    entry = Entry.of(b"x", "image/png", created=clock(), data=declared(tmp_path, ["*.csv"]))
+    freshness = Freshness(MAX_STALE, clock, data_interval=0.0)
+    csv.write_text("1,2\n")
+    os.utime(csv, ns=(1, 1))
+    assert freshness.judge(entry) == "stale"
+    clock.now += MAX_STALE + 1
+    again = Entry.from_bytes(entry.to_bytes())  # as the disk tier gives it back
+    assert again is not None and again.data is not entry.data
+    assert freshness.judge(again) == "expired"

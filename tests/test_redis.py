@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from publisher.settings import Settings
 from publisher.state import SERVICE
 
 from .conftest import free_port, require_program, serve, test_settings
-from .notebooks import IMPORTS, chart, write_notebook
+from .notebooks import IMPORTS, chart, csv_chart, rewrite, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -95,11 +94,7 @@ def notebook_dir(reference_dir: Path) -> Path:
             chart("import time\ntime.sleep(seconds)\n1 / 0"),
         ],
     )
-    (reference_dir / "followed.csv").write_text("month,total\n1,3\n2,5\n")
-    write_notebook(
-        reference_dir / "followed.ipynb",
-        ["import pandas as pd", "pd.read_csv('followed.csv').plot(x='month', y='total');"],
-    )
+    csv_chart(reference_dir, "followed")
     return reference_dir
 
 
@@ -196,12 +191,10 @@ async def test_a_data_change_recorded_by_one_servers_render_is_noticed_by_the_ot
     shared = await b.get("/charts/followed.png")
     assert shared.headers[CACHE] == "hit" and shared.headers["ETag"] == rendered.headers["ETag"]
     before = renders(a, b)
-    csv = notebook_dir / "followed.csv"
-    mtime = csv.stat().st_mtime_ns + 10**9
-    csv.write_text("month,total\n1,9\n2,1\n")
-    os.utime(csv, ns=(mtime, mtime))
+    rewrite(notebook_dir / "followed.csv", "month,total\n1,9\n2,1\n")
     noticed = await b.get("/charts/followed.png")  # B only knows A's render, through Redis
     assert noticed.headers[CACHE] == "stale"
+    assert noticed.headers["Cache-Control"] == "public, max-age=0"  # known outdated: not kept
     for _ in range(400):
         if not b.app[SERVICE].pipeline.revalidating:
             break
