@@ -249,7 +249,9 @@ class DiskCache:
         try:
             entry = Entry.from_bytes(path.read_bytes())
         except FileNotFoundError:
-            self._account(key, 0)
+            with self._lock:  # a write may have put it in place since: count what is there
+                if not path.exists():
+                    self._record(key, 0)
             return None
         except OSError:
             entry = None
@@ -259,9 +261,10 @@ class DiskCache:
                 os.utime(path)  # its mtime is its last use, for the next server's index
         if entry is None:
             log.warning("disk cache: damaged entry %s, dropped", key)
-            self._account(key, 0)
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+            with self._lock:  # removed and uncounted at once, as a write puts and counts
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+                self._record(key, 0)
         return entry
 
     def _write(self, key: str, entry: Entry) -> None:

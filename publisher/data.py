@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,8 @@ class Data:
             return NO_DATA
         files = tuple(DataFile(str(p), int(s), int(m)) for p, s, m in raw.get("files", ()))
         globs = tuple(DataGlob(str(p), tuple(map(str, m))) for p, m in raw.get("globs", ()))
-        return cls(files, globs, int(raw.get("dropped", 0)))
+        dropped = int(raw.get("dropped", 0))
+        return cls(files, globs, dropped) if files or globs or dropped else NO_DATA
 
 
 NO_DATA = Data()
@@ -97,16 +98,15 @@ def merged(read: Data, declared: Data, limit: int) -> Data:
 class DataWatch:
     """Whether an entry's data changed since its render; at most one look per interval."""
 
-    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.clock = clock
         # id of the entry's Data -> (that Data, when looked at, when found changed)
         self._entries: OrderedDict[int, tuple[Data, float, float | None]] = OrderedDict()
         self._files: dict[str, tuple[float, DataFile | None]] = {}
         self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._noticed: dict[Data, float] = {}  # data seen changed -> when first seen
 
-    def changed_since(self, data: Data, created: float) -> float | None:
+    def changed_since(self, data: Data, created: float, now: float) -> float | None:
         """When this server first saw the data changed, or None while it has not.
 
         ``created``: when the entry was rendered; a look older than that is
@@ -115,7 +115,6 @@ class DataWatch:
         the same entry read again from the disk or Redis (a new object) is
         still as stale as it was, and expires after ``--max-stale``.
         """
-        now = self.clock()
         seen = self._entries.get(id(data))
         if seen is not None and seen[0] is data:
             _, looked, since = seen

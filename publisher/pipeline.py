@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .cache import Entry, MemoryCache
-from .data import DataWatch
+from .data import NO_DATA, DataWatch
 from .errors import Overloaded, PublisherError
 from .outcome import HIT, MISS, STALE, Outcome
 
@@ -81,14 +81,14 @@ class Freshness:
     ) -> None:
         self.max_stale = max_stale
         self.clock = clock
-        self.data = DataWatch(data_interval, clock)
+        self.data = DataWatch(data_interval)
 
     def judge(self, entry: Entry) -> str:
         now = self.clock()
         left = entry.fresh_for(now)
         stale_for = None if left is None or left > 0 else -left
-        if entry.data:
-            since = self.data.changed_since(entry.data, entry.created)
+        if entry.data is not NO_DATA:  # identity, not truthiness: no call on most hits
+            since = self.data.changed_since(entry.data, entry.created, now)
             if since is not None:
                 stale_for = max(now - since, stale_for or 0.0)
         if stale_for is None:
