@@ -220,9 +220,6 @@ class Flights:
         self.below = below
         self._flights: dict[str, _Flight] = {}
 
-    def __len__(self) -> int:
-        return len(self._flights)
-
     async def get_or_render(self, key: str, produce: Produce, revalidate: bool = False) -> Outcome:
         flight = self._flights.get(key)
         if flight is None or flight.task is None or flight.task.cancelling() or flight.task.done():
