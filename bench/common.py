@@ -25,11 +25,13 @@ import psutil
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the notebooks are written as the tests write theirs
+from tests.notebooks import IMPORTS as IMPORTS  # noqa: E402  (after the path)
+from tests.notebooks import write_notebook as write_notebook  # noqa: E402
+
 PNG = b"\x89PNG\r\n\x1a\n"
 CACHE = "X-Publisher-Cache"  # hit, miss, ...: on every chart's answer
-IMPORTS = "import matplotlib.pyplot as plt\nimport numpy as np"  # a chart notebook's first cell
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 Row = tuple[str, str, str]  # label, value, note: what every phase returns
 Answer = namedtuple("Answer", "status cache png seconds")  # status: int, or an exception's name
 
@@ -61,18 +63,6 @@ def timed(url: str) -> tuple[int, float]:  # bytes and seconds of a 200 answer
     if status != 200:
         raise RuntimeError(f"{url} answered {status}")
     return len(body), time.perf_counter() - started
-
-
-def write_notebook(path: Path, cells: list[tuple[str, list[str]]], heading: str = "") -> None:
-    """A notebook as Jupyter saves one: a Markdown heading if given, code cells with tags."""
-    out = [{"cell_type": "markdown", "metadata": {}, "source": heading}] if heading else []
-    for source, tags in cells:
-        code = {"cell_type": "code", "execution_count": None, "outputs": [], "source": source}
-        out.append({**code, "metadata": {"tags": tags}})
-    meta = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    notebook = {"nbformat": 4, "nbformat_minor": 4, "metadata": meta, "cells": out}
-    path.write_text(json.dumps(notebook))
 
 
 def running(p: psutil.Process, kernel: bool = False) -> bool:

@@ -36,7 +36,7 @@ class Gallery(Bench):
         a, started = self.args, time.perf_counter()
         for i in range(a.notebooks):
             path = self.tmp / "notebooks" / f"team{i % FOLDERS + 1}" / f"report {i}.ipynb"
-            write_notebook(path, CELLS, f"# Report {i}\nWeekly figures.")
+            write_notebook(path, [f"# Report {i}\nWeekly figures.", *CELLS])
         took = f"{time.perf_counter() - started:.1f}s"
         return [("notebooks", str(a.notebooks), f"in {FOLDERS} folders, written in {took}")]
 

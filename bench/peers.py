@@ -17,7 +17,17 @@ from importlib import metadata
 from pathlib import Path
 
 import common
-from common import IMPORTS, LOOPBACK, Bench, Row, fetch_all, get, ms, percentile
+from common import (
+    IMPORTS,
+    LOOPBACK,
+    Bench,
+    Row,
+    fetch_all,
+    get,
+    ms,
+    percentile,
+    write_notebook,
+)
 
 KERNELS = 2
 KG_VENV = Path.home() / ".cache" / "publisher-bench" / "kg-venv"
@@ -83,12 +93,12 @@ class Peers(Bench):
         public, folder, port = self.tmp / "kg-public", self.tmp / "notebooks", common.free_port()
         public.mkdir()
         cells = [(IMPORTS, []), ("seed = 0", ["parameters"]), (DRAW, ["chart"])]
-        common.write_notebook(folder / "peer.ipynb", cells)
+        write_notebook(folder / "peer.ipynb", cells)
         cells = [(KG_SETUP.format(public=str(public)), [])]
         for endpoint, printer in PRINTS.items():
             cells.append((f"# GET /{endpoint}\n{KG_GET}{printer}{KG_KEEP}", []))
             cells.append((f"# ResponseInfo GET /{endpoint}\n{KG_RESPONSE}", []))
-        common.write_notebook(self.tmp / "kg.ipynb", cells)
+        write_notebook(self.tmp / "kg.ipynb", cells)
         idle = self.serve(folder, KERNELS).wait("kernels idle", lambda: self.idle(KERNELS), 180)
         argv = [str(KG_VENV / "bin" / "jupyter-kernelgateway")]
         argv += ["--KernelGatewayApp.api=kernel_gateway.notebook_http"]

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from common import CACHE, PNG, REPO, Bench, Row, get
 
-sys.path.insert(0, str(REPO))
-from tests.notebooks import write_all  # noqa: E402
+from tests.notebooks import write_all
 
 KERNELS, CLIENT_TIMEOUT = 2, 30.0
 OPTIONS = ("--timeout", "3", "--queue-size", "16", "--memory-cache-mb", "16")

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .browse import Folder, Listing, Page
-from .catalog import Notebook
+from .catalog import Notebook, shown_name
 from .data import Data
 from .extract import FORMATS
 from .signing import Signer
@@ -66,9 +66,7 @@ def data_json(data: Data, notebook: Notebook) -> dict[str, Any]:
 
     def name(path: str) -> str:
         inside = os.path.commonpath([path, root]) == root
-        shown = os.path.relpath(path, folder) if inside else os.path.basename(path)
-        # bytes that are not UTF-8 (os.fsdecode's surrogates) would fail the answer's encoding
-        return shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return shown_name(os.path.relpath(path, folder) if inside else os.path.basename(path))
 
     return {
         "files": [

@@ -482,10 +482,12 @@ def _id_of(rel: str) -> str:
     escaped: such a file is listed (with why it cannot be served), and its id
     must not break the JSON, the page or the terminal it is listed in.
     """
-    return escape(unicodedata.normalize("NFC", _decoded(rel)))
+    return escape(unicodedata.normalize("NFC", shown_name(rel)))
 
 
-def _decoded(name: str) -> str:
+def shown_name(name: str) -> str:
+    """A file name as text that can be sent: bytes that are not UTF-8 (``os.fsdecode``'s
+    surrogates) become U+FFFD, which any answer can encode."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
@@ -501,7 +503,7 @@ def _found(id: str, names: tuple[str, ...], root: Path) -> _Found:
             f"cannot serve notebook '{id}': {len(names)} files have this id ({spelled});"
             " names that differ only in Unicode normalization are one id: rename all but one",
         )
-    if names[0] != _decoded(names[0]):
+    if names[0] != shown_name(names[0]):
         return _Found(path, names, f"cannot serve notebook '{id}': its file name is not UTF-8")
     if CONTROL.search(names[0]):
         return _Found(

@@ -77,7 +77,7 @@ class Kernel:
         # Local kernels talk over Unix sockets in a folder only this user can enter: no
         # TCP port for another local user to reach, and no socket names to collide on.
         self.folder = tempfile.mkdtemp(prefix="publisher-kernel-")
-        self._reads_file = os.path.join(self.folder, "reads.json")
+        self.reads_file = os.path.join(self.folder, "reads.json")  # kernel_side._report_reads
         self.km = AsyncKernelManager(
             kernel_name="python3",
             transport="ipc",
@@ -120,12 +120,12 @@ class Kernel:
         """
         self.renders += 1
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._reads_file)  # the last render's
+            os.unlink(self.reads_file)  # the last render's
         o = job.options
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
             f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r},"
-            f" {self._reads_file!r})"
+            f" {self.reads_file!r})"
         )
         first, *rest = job.cells or ("",)
         if cell_magic(first):  # the magic must stay the first line of its cell
@@ -136,7 +136,7 @@ class Kernel:
     def reads(self) -> dict[str, Any] | None:
         """What the last render reported it read (``kernel_side._report_reads``); None: nothing."""
         try:
-            with open(self._reads_file) as report:
+            with open(self.reads_file) as report:
                 raw = json.load(report)
         except FileNotFoundError:
             return None

@@ -99,12 +99,18 @@ NOTEBOOKS: dict[str, list[Cell]] = {
 }
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
 def write_notebook(path: Path, cells: list[Cell], metadata: dict[str, Any] | None = None) -> Path:
+    """A notebook as Jupyter saves one. A plain string starting with ``# `` is a Markdown
+    cell; a (source, tags) pair is always code, whatever its first line."""
     nb = nbformat.v4.new_notebook(metadata=metadata or {})
-    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3"})
+    nb.metadata.setdefault("kernelspec", KERNELSPEC)
+    nb.metadata.setdefault("language_info", {"name": "python"})
     for cell in cells:
         source, tags = (cell, []) if isinstance(cell, str) else cell
-        if source.startswith("# "):
+        if isinstance(cell, str) and source.startswith("# "):
             nb.cells.append(nbformat.v4.new_markdown_cell(source))
         else:
             nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))

@@ -16,7 +16,7 @@ from publisher.cli import main
 from publisher.settings import Settings
 from publisher.signing import signature
 
-from .notebooks import rewrite, write_notebook
+from .notebooks import IMPORTS, rewrite, write_notebook
 
 
 @pytest.fixture
@@ -60,6 +60,27 @@ def test_render_verbose_lists_the_data_files_the_chart_follows(run, tmp_path: Pa
     rewrite(folder / "data" / "sales.csv", "month,total\n1,9\n2,1\n")
     edited = run("render", "sales", "-o", str(out), "--notebooks", str(folder))
     assert "(miss, " in edited.output and out.read_bytes() != before  # not the stale chart
+
+
+def test_render_verbose_says_when_a_chart_reads_nothing_or_too_much(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("jan", "feb", "mar"):
+        (folder / f"{name}.txt").write_text(name)
+    write_notebook(folder / "plain.ipynb", [IMPORTS, "plt.bar(['a', 'b'], [3, 4])"])
+    reads = "sizes = [len(open(f'{m}.txt').read()) for m in ('jan', 'feb', 'mar')]"
+    write_notebook(folder / "months.ipynb", [IMPORTS, f"{reads}\nplt.plot(sizes);"])
+    nothing = run(
+        "render", "plain", "-v", "-o", str(tmp_path / "a.png"), "--notebooks", str(folder)
+    )
+    assert "data: none read (the chart follows its notebook and ttl only)" in nothing.output
+    monkeypatch.setenv("PUBLISHER_MAX_DATA_FILES", "1")
+    many = run("render", "months", "-v", "-o", str(tmp_path / "b.png"), "--notebooks", str(folder))
+    assert many.exit_code == 0, many.output
+    assert "data: jan.txt (3 bytes" in many.output
+    assert "data: 2 more files read, not followed" in many.output
 
 
 def test_render_takes_list_values_like_a_query_string(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sqlite3
 import types
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from publisher.options import RenderOptions
 
 from .conftest import error_of, serve, test_settings
 from .notebooks import rewrite, write_notebook
+from .oracle import difference, fresh_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MAX_FILES = 5
@@ -53,7 +55,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("sales", "fragile", "shared", "never"):
         write_csv(folder / f"{name}.csv", [3, 5, 4])
         write_notebook(
-            folder / f"{name}.ipynb", [PANDAS, f"df = pd.read_csv('{name}.csv')\n{plot}"]
+            folder / f"{name}.ipynb",
+            [PANDAS, (f"df = pd.read_csv('{name}.csv')\n{plot}", ["chart"])],
         )
     write_csv(folder / "helped.csv", [1, 2, 3])
     (folder / "loader.py").write_text(LOADER)
@@ -81,6 +84,17 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
     )
     (folder / "other.txt").write_text("nobody reads this")
+    # a name in Latin-1 bytes, as an old export leaves it: not UTF-8
+    with open(os.path.join(os.fsencode(folder), b"ventes caf\xe9.csv"), "wb") as out:
+        out.write(b"month,total\n1,3\n")
+    write_notebook(
+        folder / "latin.ipynb",
+        [
+            PANDAS,
+            "import os\nname = next(n for n in os.listdir('.') if n.startswith('ventes'))\n"
+            "pd.read_csv(name).plot(x='month', y='total');",
+        ],
+    )
     return folder
 
 
@@ -139,9 +153,12 @@ async def test_an_edited_csv_shows_at_the_same_url(client: TestClient, folder: P
     assert first[0] == "miss"
     assert await get(client, "/charts/sales.png") == ("hit", first[1])
     rewrite(folder / "sales.csv", "month,total\n1,9\n2,1\n")
-    cache, etag = await get(client, "/charts/sales.png")
-    assert cache == "miss" and etag != first[1]
-    assert await get(client, "/charts/sales.png") == ("hit", etag)
+    response = await client.get("/charts/sales.png")
+    assert response.headers["X-Publisher-Cache"] == "miss"
+    assert response.headers["ETag"] != first[1]
+    # the new chart is what a new kernel draws from the new file
+    assert difference(await response.read(), await fresh_image(folder / "sales.ipynb")) is None
+    assert await get(client, "/charts/sales.png") == ("hit", response.headers["ETag"])
 
 
 async def test_touching_an_unrelated_file_keeps_the_hit(client: TestClient, folder: Path) -> None:
@@ -199,6 +216,17 @@ async def test_past_the_limit_the_first_files_are_followed_and_the_rest_logged(
     assert data["dropped"] == 3
     warnings = [r for r in caplog.records if r.name == "publisher.render"]
     assert any("the first 5 are followed, 3 are not" in r.getMessage() for r in warnings)
+
+
+async def test_a_data_file_whose_name_is_not_utf8_is_shown_with_a_replacement(
+    client: TestClient,
+) -> None:
+    await get(client, "/charts/latin.png")
+    assert [f["path"] for f in (await data_of(client, "latin"))["files"]] == [
+        "ventes caf\ufffd.csv"
+    ]
+    page = await client.get("/?q=latin")
+    assert page.status == 200 and "data: ventes caf\ufffd.csv, changed" in await page.text()
 
 
 async def test_the_gallery_shows_a_charts_data(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -83,5 +84,19 @@ async def test_a_kernel_whose_reset_says_nothing_is_reported_dead(tmp_path: Path
         await kernel.run(Job(str(tmp_path), (silence,), RenderOptions()), 30)
         with pytest.raises(KernelDied, match="did not report"):
             await kernel.reset()
+    finally:
+        await kernel.shutdown()
+
+
+async def test_a_report_of_reads_cut_short_is_no_data_and_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kernel = Kernel([])  # not started: the report is a file in its private folder
+    try:
+        assert kernel.reads() is None  # no render yet, no report
+        Path(kernel.reads_file).write_text('{"files": [["/data/sales.csv", 12')
+        with caplog.at_level(logging.WARNING, logger="publisher.executor"):
+            assert kernel.reads() is None
+        assert "unreadable report of the files it read" in caplog.text
     finally:
         await kernel.shutdown()

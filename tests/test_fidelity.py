@@ -9,8 +9,6 @@ each image it serves must equal the oracle's pixel for pixel.
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import os
 import random
 import sys
@@ -18,17 +16,15 @@ from collections.abc import AsyncIterator
 from itertools import count
 from pathlib import Path
 
-import nbformat
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
-from nbclient import NotebookClient
-from PIL import Image, ImageChops
 
 from publisher.state import SERVICE
 
 from .conftest import serve, test_settings
 from .fidelity_corpus import LEAVERS, RETIRING, write_corpus
+from .oracle import difference, fresh_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 Corpus = tuple[Path, dict[str, list[str]]]
@@ -39,19 +35,6 @@ _runs = count(1)
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     folder = tmp_path_factory.mktemp("corpus")
     return folder, write_corpus(folder)
-
-
-async def fresh_image(path: Path) -> bytes:
-    """The last PNG the chart cell shows when the notebook runs whole in a new kernel."""
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    await client.async_execute()
-    (cell,) = [c for c in nb.cells if "chart" in c.get("metadata", {}).get("tags", [])]
-    images = [o["data"]["image/png"] for o in cell.outputs if "image/png" in o.get("data", {})]
-    assert images, f"{path.name}: a fresh kernel shows no image"
-    return base64.b64decode(images[-1])
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -81,16 +64,6 @@ async def one_kernel(
     )
     async with serve(settings) as client:
         yield client
-
-
-def difference(served: bytes, expected: bytes) -> str | None:
-    """None when both PNGs hold the same pixels, else what differs."""
-    a = Image.open(io.BytesIO(served)).convert("RGBA")
-    b = Image.open(io.BytesIO(expected)).convert("RGBA")
-    if a.size != b.size:
-        return f"size {a.size}, fresh kernel {b.size}"
-    box = ImageChops.difference(a, b).getbbox()
-    return None if box is None else f"pixels differ within {box}"
 
 
 async def render(client: TestClient, id: str) -> bytes:

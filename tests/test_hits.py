@@ -33,8 +33,9 @@ VARYING = {"Date"}  # the only header two answers to one URL may differ in
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("hits")
-    write_notebook(folder / "bars.ipynb", [IMPORTS, chart("ax.bar([1, 2], [3, 4])")])
-    write_notebook(folder / "edited.ipynb", [IMPORTS, chart("ax.plot([1, 2])")])
+    # as analysts write them: no plt.show(), the figure shown because the cell ends
+    write_notebook(folder / "bars.ipynb", [IMPORTS, "plt.bar(['north', 'south'], [3, 4]);"])
+    write_notebook(folder / "edited.ipynb", [IMPORTS, "fig, ax = plt.subplots()\nax.plot([1, 2])"])
     write_notebook(folder / "live.ipynb", [IMPORTS, chart()], {"publisher": {"ttl": 600}})
     csv_chart(folder, "sales")
     return folder
@@ -117,7 +118,7 @@ async def test_a_repeat_hit_is_counted_and_logged_as_a_hit(
 
 async def test_an_edited_notebook_goes_the_long_way(client: TestClient, folder: Path) -> None:
     hit, _, _ = await twice(client, "/charts/edited.png")
-    write_notebook(folder / "edited.ipynb", [IMPORTS, chart("ax.plot([2, 1])")])
+    write_notebook(folder / "edited.ipynb", [IMPORTS, "fig, ax = plt.subplots()\nax.plot([2, 1])"])
     await client.app[SERVICE].catalog.scanned()
     await rendered_again(client, "/charts/edited.png", hit)
 
