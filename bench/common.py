@@ -102,6 +102,15 @@ class Child:
                 sizes.append(p.memory_info().rss)
         return self.ps.memory_info().rss, sum(sizes)
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds (user + system) so far: its own, and its live kernels' together."""
+        own = sum(self.ps.cpu_times()[:2])
+        kernels = 0.0
+        for p in self.kernels():
+            with contextlib.suppress(psutil.Error):
+                kernels += sum(p.cpu_times()[:2])
+        return own, kernels
+
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 

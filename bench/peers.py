@@ -58,6 +58,8 @@ FIGURES += [(f"{p} ms, {c} client(s)", f"{p} c={c}", 1000) for p in ("p50", "p95
 class Peers(Bench):
     kg: str  # Kernel Gateway's URL
     targets: dict[str, str]  # name -> URL but the seed
+    owners: dict[str, common.Child]  # name -> the server that answers it
+    cpu: dict[str, dict[str, list[float]]]  # name -> server/kernels -> CPU s a render, per run
 
     def phases(self) -> Iterator[tuple[str, Callable[[], list[Row]]]]:
         n, rounds = self.args.requests, self.args.rounds
@@ -99,7 +101,8 @@ class Peers(Bench):
             cells.append((f"# GET /{endpoint}\n{KG_GET}{printer}{KG_KEEP}", []))
             cells.append((f"# ResponseInfo GET /{endpoint}\n{KG_RESPONSE}", []))
         write_notebook(self.tmp / "kg.ipynb", cells)
-        idle = self.serve(folder, KERNELS).wait("kernels idle", lambda: self.idle(KERNELS), 180)
+        publisher = self.serve(folder, KERNELS)
+        idle = publisher.wait("kernels idle", lambda: self.idle(KERNELS), 180)
         argv = [str(KG_VENV / "bin" / "jupyter-kernelgateway")]
         argv += ["--KernelGatewayApp.api=kernel_gateway.notebook_http"]
         argv += [f"--KernelGatewayApp.seed_uri={self.tmp / 'kg.ipynb'}"]
@@ -113,13 +116,20 @@ class Peers(Bench):
         self.targets = {"publisher": f"{self.base}/charts/peer/chart.png?seed="}
         self.targets["KG tight"] = f"{self.kg}/chart?seed="
         self.targets["KG savefig"] = f"{self.kg}/savefig?seed="
+        self.owners = {"publisher": publisher, "KG tight": kg, "KG savefig": kg}
+        self.cpu = {name: defaultdict(list) for name in self.targets}
         note = f"Kernel Gateway answering {answering:.1f}s later"
         return [("publisher kernels idle after", f"{idle:.1f}s", note)]
 
     def render(self, name: str, count: int, clients: int, limit: float = 60) -> list[float]:
-        """Latencies of ``count`` renders of new seeds shared by ``clients``, then the wall time."""
+        """Latencies of ``count`` renders of new seeds shared by ``clients``, then the wall time.
+        The CPU the server and its kernels spent on them goes to ``self.cpu[name]``."""
         urls = [self.targets[name] + str(next(self.seeds)) for _ in range(count)]
+        before = self.owners[name].cpu()
         wall, answers = asyncio.run(fetch_all(urls, clients, limit))  # follows KG's 303
+        after = self.owners[name].cpu()
+        for part, b, a in zip(("server", "kernels"), before, after, strict=True):
+            self.cpu[name][part].append((a - b) / count)
         ok = [a for a in answers if a.status == 200 and a.png and a.cache in (None, "miss")]
         if len(ok) != count:
             raise RuntimeError(f"{count - len(ok)} bad answers from {name}: {answers[:3]}")
@@ -141,6 +151,7 @@ class Peers(Bench):
 
     def rounds(self) -> list[Row]:
         figures = {name: defaultdict(list) for name in self.targets}
+        self.cpu = {name: defaultdict(list) for name in self.targets}
         for r in range(self.args.rounds):
             for name in list(self.targets)[:: 1 - r % 2 * 2]:  # ABC, then CBA
                 for c, times in ((1, 1), (4, 2)):  # c=4 renders twice as many
@@ -157,6 +168,14 @@ class Peers(Bench):
         for label, key, scale in FIGURES:
             p, t, s = (med[n][key] * scale for n in self.targets)
             rows.append((label, f"{p:.1f}", f"{t:.1f} ({p / t:.2f}x), {s:.1f} ({p / s:.2f}x)"))
+        rows.append(("CPU ms a render: server + kernels", "publisher", "KG tight, KG savefig"))
+        cpu = {
+            n: {k: 1000 * statistics.median(v) for k, v in c.items()} for n, c in self.cpu.items()
+        }
+        parts = [f"{c['server']:.1f} + {c['kernels']:.1f}" for c in cpu.values()]
+        rows.append(
+            ("  (medians over all renders, every client count)", parts[0], ", ".join(parts[1:]))
+        )
         static = f"{self.kg}/public/{next((self.tmp / 'kg-public').iterdir()).name}"
         hop = statistics.median(common.timed(static)[1] for _ in range(20))
         return rows + [("KG's 303 hop alone (GET /public/NAME.png), median", ms(hop), "")]

@@ -122,13 +122,14 @@ class Kernel:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.reads_file)  # the last render's
         o = job.options
+        first, *rest = job.cells or ("",)
+        alone = cell_magic(first)  # the magic must stay the first line of its cell
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
             f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r},"
-            f" {self.reads_file!r})"
+            f" {self.reads_file!r}, {1 + len(rest) + alone})"
         )
-        first, *rest = job.cells or ("",)
-        if cell_magic(first):  # the magic must stay the first line of its cell
+        if alone:
             outputs = await self._run_cells((prepare, first, *rest), monotonic() + timeout)
             return outputs[1:]
         return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)

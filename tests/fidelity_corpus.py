@@ -102,6 +102,27 @@ STYLES: dict[str, list[Cell]] = {
         "ax.hist(values, bins=25, edgecolor='white')\n"
         "ax.set_title(f'n = {len(values)}, mean = {values.mean()}')",
     ),
+    # Layout engines lay a figure out again at every draw, so these notice a draw
+    # the fresh kernel makes and a reused one skips (or the other way round).
+    "constrained_colorbar": _nb(
+        MPL,
+        "fig, axes = plt.subplots(1, 2, figsize=(6, 3), layout='constrained')\n"
+        "for ax, k in zip(axes, (1, 3)):\n"
+        "    im = ax.imshow(np.outer(np.arange(8), np.arange(6)) ** k)\n"
+        "    ax.set_title(f'power {k}')\n"
+        "fig.colorbar(im, ax=axes, shrink=0.8)\n"
+        "fig.suptitle('Growth by power')",
+    ),
+    "tight_engine_legend": _nb(
+        MPL,
+        "fig, ax = plt.subplots(figsize=(5, 3), layout='tight')\n"
+        "x = np.arange(10)\n"
+        "ax.plot(x, x ** 2, label='squares')\n"
+        "ax.plot(x, 40 - x * 3, label='falling')\n"
+        "ax.set_xticks(x, [f'week {i}' for i in x], rotation=45, ha='right')\n"
+        "ax.legend(loc='best')\n"
+        "ax.annotate('peak', xy=(9, 81), xytext=(5, 70), arrowprops={'arrowstyle': '->'})",
+    ),
 }
 
 # Two folders, each with its own helper.py under the same module name.
@@ -131,6 +152,17 @@ LEAVERS: dict[str, list[Cell]] = {
         _DRAW + "\nmatplotlib.use('agg')\ndisplay(fig)",
     ),
     "ioff": _nb(MPL + "\nfrom IPython.display import display\nplt.ioff()", _SHOWN),
+    # Pixels pyplot's hook drew when an earlier cell ended, read back (the agg backend
+    # keeps figures open): that draw must stay a real one.
+    "agg_reads_pixels": _nb(
+        "%matplotlib agg\n" + MPL + "\nfrom IPython.display import display",
+        "pixels = np.asarray(thumb.canvas.buffer_rgba())\n"
+        "fig, ax = plt.subplots(figsize=(4, 3))\n"
+        "ax.imshow(pixels)\n"
+        "ax.set_title(f'{pixels.shape[1]}x{pixels.shape[0]}, {pixels.std():.2f}')\n"
+        "display(fig)",
+        "thumb, small = plt.subplots(figsize=(2, 1.5))\nsmall.plot([1, 3, 2, 4])",
+    ),
     "config_retina": _nb("%config InlineBackend.figure_format = 'retina'\n" + MPL, _DRAW),
     "config_kwargs": _nb(
         "%config InlineBackend.print_figure_kwargs = {'bbox_inches': None, 'facecolor': 'lightyellow'}\n"
