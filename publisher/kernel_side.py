@@ -148,19 +148,28 @@ def _report_reads() -> None:
     _reading["reported"] = count
 
 
-def _draw_without_rendering() -> None:
-    """pyplot's post_execute hook, without the pixels nobody can see, in a render's last cell.
+def _draw_last_cell() -> None:
+    """pyplot's post_execute hook for a render's last cell, less the work nobody sees.
 
     When a cell ends, pyplot's hook draws every stale figure onto its canvas, and
     the inline backend then prints it, which draws it twice more (a tight crop
     measures, then renders at the cropped size). After the render's last cell no
-    notebook code runs, so that first raster is never read: here it becomes what
-    matplotlib calls a draw without rendering. Every artist updates its state
-    (layout engines, ticks, text positions) exactly as in the full draw, which
-    keeps the printed image identical to a fresh kernel's; only the
-    ``renderer.draw_*`` calls are skipped, about a tenth of a render's CPU.
-    The hook then finds these figures up to date (not stale) and leaves them.
-    In earlier cells the full draw stays: a later cell may read a canvas's pixels.
+    notebook code runs, so the hook's raster is never read, and of its effects
+    only the state it leaves in the figure can reach the image:
+
+    - A figure with a layout engine (constrained, tight, compressed) lays itself
+      out again at every draw, so one draw more moves things: it gets a draw
+      without rendering, which updates every artist exactly as the full draw does
+      and skips only the ``renderer.draw_*`` calls.
+    - Any other figure comes out of the print the same with or without that
+      draw (``tests/test_redundant_draw.py`` holds matplotlib to it, chart type
+      by chart type), so it is only marked drawn; the print draws it as always.
+      ``draw_event`` listeners are notebook code that could count draws: a
+      figure with one is drawn without rendering instead.
+
+    Either way pyplot's hook then finds the figure up to date and leaves it.
+    This is about a fifth of a render's CPU. Earlier cells keep the full draw:
+    a later cell may read a canvas's pixels.
     """
     if _render["executions"] <= 0:
         return
@@ -179,15 +188,19 @@ def _draw_without_rendering() -> None:
         return  # pyplot would not draw at all
     for manager in Gcf.get_all_fig_managers():
         canvas: Any = manager.canvas  # its idle-draw flag is private: typed stubs omit it
-        kind = type(canvas)  # the inline backend's; a GUI or widget canvas draws its own way
+        kind, figure = type(canvas), canvas.figure
         if (
-            canvas.figure.stale
-            and kind.draw is FigureCanvasAgg.draw
-            and kind.draw_idle is FigureCanvasBase.draw_idle
-            and not canvas._is_idle_drawing
+            not figure.stale
+            or kind.draw is not FigureCanvasAgg.draw  # a GUI or widget canvas: its own way
+            or kind.draw_idle is not FigureCanvasBase.draw_idle
+            or canvas._is_idle_drawing
         ):
+            continue
+        if figure.get_layout_engine() is None and not canvas.callbacks.callbacks.get("draw_event"):
+            figure.stale = False
+        else:
             with canvas._idle_draw_cntx():  # what draw_idle holds while it draws
-                canvas.figure.draw_without_rendering()
+                figure.draw_without_rendering()
 
 
 _render = {"executions": 0}  # executions of this render still to end; set by prepare()
@@ -216,7 +229,7 @@ def warm(modules: list[str]) -> None:
         events = get_ipython().events
         events.register("post_execute", _report_reads)
         # Ahead of pyplot's hook, so it finds the figures already drawn (not stale).
-        events.callbacks["post_execute"].insert(0, _draw_without_rendering)
+        events.callbacks["post_execute"].insert(0, _draw_last_cell)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
