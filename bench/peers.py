@@ -67,6 +67,8 @@ class Peers(Bench):
         yield f"start publisher and Kernel Gateway, {KERNELS} kernels each", self.start_both
         yield "warm up (every kernel's first figures), then one seed on each", self.warm_up
         yield f"{rounds} rounds, ABC then CBA: {n} renders at c=1, then {2 * n} at c=4", self.rounds
+        if self.args.memory_renders:
+            yield f"publisher's kernels over {self.args.memory_renders} more renders", self.memory
 
     def kg_venv(self) -> list[Row]:
         python = KG_VENV / "bin" / "python"
@@ -180,11 +182,29 @@ class Peers(Bench):
         hop = statistics.median(common.timed(static)[1] for _ in range(20))
         return rows + [("KG's 303 hop alone (GET /public/NAME.png), median", ms(hop), "")]
 
+    def memory(self) -> list[Row]:
+        """Kernel memory after many renders: what the reset leaves behind adds up here."""
+        publisher, count = self.owners["publisher"], self.args.memory_renders
+        restarts = self.metric("publisher_kernel_restarts")
+        before = [p.memory_info().rss for p in publisher.kernels()]
+        self.render("publisher", count, 4, limit=30 + count)
+        after = [p.memory_info().rss for p in publisher.kernels()]
+        replaced = self.metric("publisher_kernel_restarts") - restarts
+        sizes = [" + ".join(f"{n / 2**20:.0f}" for n in rss) + " MiB" for rss in (before, after)]
+        return [
+            (
+                f"kernel RSS after {count} more renders",
+                sizes[1],
+                f"before: {sizes[0]}, {replaced:.0f} kernels replaced",
+            )
+        ]
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="ABC/CBA rounds [5]")
     p.add_argument("--requests", type=int, default=16, help="renders at c=1 a round; 2x at c=4")
+    p.add_argument("--memory-renders", type=int, default=2000, help="then kernel RSS after these")
     return Peers(p.parse_args()).run()
 
 

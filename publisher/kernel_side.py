@@ -169,13 +169,16 @@ def _draw_last_cell() -> None:
 
     Either way pyplot's hook then finds the figure up to date and leaves it.
     This is about a fifth of a render's CPU. Earlier cells keep the full draw:
-    a later cell may read a canvas's pixels.
+    a later cell may read a canvas's pixels. The last cell's end is also when
+    the reset the server asked for falls due (``_reset_after_reply``).
     """
-    if _render["executions"] <= 0:
-        return
+    _render["depth"] = max(0, _render["depth"] - 1)
+    if _render["depth"] or _render["executions"] <= 0:
+        return  # a cell run from within a cell (%%capture) ended, not an execution
     _render["executions"] -= 1
     if _render["executions"]:
         return
+    _render["reset_after"] = _render["reset_asked"]  # once the reply is sent: _reset_after_reply
     import matplotlib
     import matplotlib.pyplot as plt
     from IPython import get_ipython
@@ -203,7 +206,36 @@ def _draw_last_cell() -> None:
                 figure.draw_without_rendering()
 
 
-_render = {"executions": 0}  # executions of this render still to end; set by prepare()
+def _reset_after_reply(handled: Callable[[], None]) -> Callable[[], None]:
+    """The kernel's post_handler_hook, which also resets the kernel after a render's last cell.
+
+    ipykernel calls it once a request's reply is sent and before the kernel says
+    it is idle, so the report reaches the server as one more output of that cell,
+    and the server need not send a request of its own (a round trip, and a few
+    milliseconds of CPU on each side). Notebook code cannot register callbacks
+    here, so nothing of the notebook runs after the reset.
+    """
+
+    def post_handler_hook() -> None:
+        handled()
+        if _render["reset_after"]:
+            reset()
+
+    return post_handler_hook
+
+
+def _cell_starts() -> None:
+    """pre_execute: cells run within a cell (``%%capture``) nest, and only the outer one is
+    an execution of the render."""
+    _render["depth"] += 1
+
+
+_render: dict[str, Any] = {
+    "executions": 0,  # of this render, still to end (set by prepare)
+    "reset_asked": False,  # by the server, for when they have (set by prepare)
+    "reset_after": False,  # the last has ended: reset once its reply is sent
+    "depth": 0,  # of cells run within cells
+}
 
 
 def warm(modules: list[str]) -> None:
@@ -230,6 +262,9 @@ def warm(modules: list[str]) -> None:
         events.register("post_execute", _report_reads)
         # Ahead of pyplot's hook, so it finds the figures already drawn (not stale).
         events.callbacks["post_execute"].insert(0, _draw_last_cell)
+        events.callbacks["pre_execute"].insert(0, _cell_starts)
+        kernel = get_ipython().kernel
+        kernel.post_handler_hook = _reset_after_reply(kernel.post_handler_hook)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.
@@ -265,14 +300,15 @@ def snapshot() -> None:
 def reset() -> None:
     """Make this kernel look fresh again, and tell the server whether it could.
 
-    Runs after a render, off the request's path. The answer is a display output
+    Runs after a render: from ``_reset_after_reply``, or when the server asks
+    (a render that stopped before its last cell). The answer is a display output
     rather than a value, so nothing lands in the notebook's ``_`` or ``Out``.
     """
     global _guarding, _recording
     from IPython import get_ipython
 
     _guarding = _recording = False
-    _render["executions"] = 0
+    _render.update(executions=0, reset_asked=False, reset_after=False)
     shell = get_ipython()
     # reset() would flush the output cache with a full gc.collect(), tens of
     # milliseconds; renders run with store_history=False, so there is no cache.
@@ -626,16 +662,18 @@ def prepare(
     max_reads: int = 1000,
     report: str | None = None,
     executions: int = 1,
+    reset_after: bool = False,
 ) -> None:
     """Point a clean kernel at this render: its folder, how to print its figures, what
-    it reads from now on, and how many executions (this one included) it makes."""
+    it reads from now on, how many executions (this one included) it makes, and
+    whether to reset itself after the last (``_reset_after_reply``)."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
     global _guarding, _recording
     _saved["roots"].add(root)
-    _render["executions"] = executions
+    _render.update(executions=executions, reset_asked=reset_after)
     os.chdir(cwd)
     _reads.clear()
     _written.clear()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from .errors import NotebookFailed, Overloaded, ShuttingDown
-from .executor import Kernel
+from .executor import Kernel, ResetReport
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ class KernelPool:
         self._busy.add(kernel)
         if fresh and kernel.renders:
             kernel = await self._replace_now(kernel)
+        # With renders waiting, CPU is what limits how many are answered a second: the
+        # kernel resets itself as its render ends, which spares a request on each side.
+        # Otherwise the reset waits for the answer to go out, and costs nobody time.
+        kernel.reset_in_render = self.waiting > 0 and not fresh
         self.renders += 1
         try:
             yield kernel
@@ -125,8 +129,11 @@ class KernelPool:
             self._give_back(kernel, retire=fresh or kernel.renders >= self.renders_per_kernel)
 
     def _give_back(self, kernel: Kernel, retire: bool) -> None:
+        report, kernel.reset_report = kernel.reset_report, None
         if retire or self.closed:
             self._retire(kernel)
+        elif report is not None:  # the render's last cell reset it already
+            self._judge(kernel, report)
         else:
             self._background(self._recycle(kernel))
 
@@ -159,6 +166,10 @@ class KernelPool:
             log.warning("kernel %s failed its reset; replacing it", kernel.pid, exc_info=True)
             self._retire(kernel)
             return
+        self._judge(kernel, report)
+
+    def _judge(self, kernel: Kernel, report: ResetReport) -> None:
+        """Lend a reset kernel again, or retire it for what its reset found."""
         if report.changed:
             changed = ", ".join(report.changed[:5]) + (" ..." if len(report.changed) > 5 else "")
             log.info(

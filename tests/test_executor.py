@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from publisher.errors import KernelDied
+from publisher.errors import KernelDied, NotebookFailed
 from publisher.executor import Job, Kernel
+from publisher.kernel_side import RESET_MIME
 from publisher.options import RenderOptions
 from publisher.settings import Settings
 
@@ -100,3 +101,78 @@ async def test_a_report_of_reads_cut_short_is_no_data_and_a_warning(
         assert "unreadable report of the files it read" in caplog.text
     finally:
         await kernel.shutdown()
+
+
+POLLUTE = (
+    "%matplotlib agg\n"
+    "import matplotlib.pyplot as plt, os, sys\n"
+    "plt.rcParams['lines.linewidth'] = 9\n"
+    "os.environ['POLLUTED'] = '1'\n"
+    "sys.path.append('/polluted')\n"
+    "left_behind = 1\n"
+    "plt.plot([1, 2])"
+)
+LOOK = (
+    "import matplotlib, matplotlib.pyplot as plt, os, sys\n"
+    "print(plt.rcParams['lines.linewidth'], 'left_behind' in globals(), 'POLLUTED' in os.environ,"
+    " '/polluted' in sys.path, 'inline' in matplotlib.get_backend())"
+)
+
+
+async def test_a_kernel_asked_to_resets_itself_as_the_render_ends(tmp_path: Path) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        outputs = await kernel.run(Job(str(tmp_path), ("x = 1", POLLUTE), RenderOptions()), 30)
+        report = kernel.reset_report
+        assert report is not None and report.changed == [] and report.rss > 50 * 2**20
+        assert all(RESET_MIME not in output.get("data", {}) for cell in outputs for output in cell)
+        kernel.reset_in_render = False
+        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+        assert kernel.reset_report is None  # not asked: the server sends a reset of its own
+    finally:
+        await kernel.shutdown()
+    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
+
+
+async def test_a_last_cell_that_raises_still_resets_its_kernel(tmp_path: Path) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        failing = POLLUTE + "\nraise ValueError('no data for 2031')"
+        with pytest.raises(NotebookFailed, match="no data for 2031"):
+            await kernel.run(Job(str(tmp_path), ("x = 1", failing), RenderOptions()), 30)
+        assert kernel.reset_report is not None
+        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+    finally:
+        await kernel.shutdown()
+    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
+
+
+async def test_a_render_that_stops_early_leaves_the_reset_to_the_server(tmp_path: Path) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        first = POLLUTE + "\n1 / 0"
+        with pytest.raises(NotebookFailed, match="ZeroDivisionError"):
+            await kernel.run(Job(str(tmp_path), (first, "x = 1"), RenderOptions()), 30)
+        assert kernel.reset_report is None  # its last cell never ran
+        assert (await kernel.reset()).changed == []
+        kernel.reset_in_render = False
+        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+    finally:
+        await kernel.shutdown()
+    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
+
+
+async def test_cells_run_within_a_cell_do_not_count_as_the_renders_last(tmp_path: Path) -> None:
+    """%%capture runs its cell as a cell of its own: the render is not over when it ends."""
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        cells = ("%%capture\nvalue = 41\nprint('hidden')", "print(value + 1)")
+        outputs = await kernel.run(Job(str(tmp_path), cells, RenderOptions()), 30)
+        assert kernel.reset_report is not None
+    finally:
+        await kernel.shutdown()
+    assert outputs[-1][0]["text"].strip() == "42"

@@ -332,6 +332,9 @@ async def test_a_fresh_kernel_notebook_renders_each_time_in_a_new_kernel(tmp_pat
 class GatedKernel(Kernel):
     """A kernel with no process, whose start waits for the test to open a gate."""
 
+    reset_report: ResetReport | None = None  # never reset by a render: the pool asks
+    reset_in_render = False
+
     def __init__(self, gate: asyncio.Event) -> None:
         self.preload, self.renders, self.gate = [], 0, gate
 
@@ -405,3 +408,44 @@ def test_the_server_and_the_command_line_build_the_same_pool(tmp_path: Path) -> 
 
     assert shape(create_app(settings)[SERVICE].pool) == (3, 7, 64 * 2**20, 9)
     assert shape(KernelPool.from_settings(settings, size=1)) == (1, 7, 64 * 2**20, 9)
+
+
+async def test_a_kernel_lent_while_renders_wait_resets_within_its_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the reset rides on the render's last request; alone, it waits for the answer."""
+    asked: list[bool] = []
+    resets = 0
+    reset = Kernel.reset
+
+    async def counted(self: Kernel, timeout: float = 30) -> ResetReport:
+        nonlocal resets
+        resets += 1
+        return await reset(self, timeout)
+
+    monkeypatch.setattr(Kernel, "reset", counted)
+    pool = KernelPool(1, ["matplotlib.pyplot"])
+    try:
+        pool.start()
+        await pool.wait_ready()
+
+        async def render(hold: bool = False) -> None:
+            async with pool.kernel() as kernel:
+                asked.append(kernel.reset_in_render)
+                while hold and pool.waiting < 2:  # until both others queue behind it
+                    await asyncio.sleep(0.01)
+                await kernel.run(Job(str(tmp_path), ("left = 1",), RenderOptions()), 30)
+
+        first = asyncio.ensure_future(render(hold=True))
+        await asyncio.sleep(0.05)  # it holds the kernel; the next two wait for it
+        await asyncio.gather(first, render(), render())
+        await pool.wait_ready()
+        separate = resets
+        async with pool.kernel() as kernel:
+            look = Job(str(tmp_path), ("'left' in globals()",), RenderOptions())
+            outputs = await kernel.run(look, 30)
+    finally:
+        await pool.close()
+    assert asked == [False, True, False]  # none waiting, then one, then none again
+    assert separate == 2  # after the first and the last: the second reset itself
+    assert outputs[-1][0]["data"]["text/plain"] == "False"
