@@ -131,7 +131,7 @@ class Peers(Bench):
         wall, answers = asyncio.run(fetch_all(urls, clients, limit))  # follows KG's 303
         after = self.owners[name].cpu()
         for part, b, a in zip(("server", "kernels"), before, after, strict=True):
-            self.cpu[name][part].append((a - b) / count)
+            self.cpu[name][f"{part} c={clients}"].append((a - b) / count)
         ok = [a for a in answers if a.status == 200 and a.png and a.cache in (None, "miss")]
         if len(ok) != count:
             raise RuntimeError(f"{count - len(ok)} bad answers from {name}: {answers[:3]}")
@@ -170,14 +170,13 @@ class Peers(Bench):
         for label, key, scale in FIGURES:
             p, t, s = (med[n][key] * scale for n in self.targets)
             rows.append((label, f"{p:.1f}", f"{t:.1f} ({p / t:.2f}x), {s:.1f} ({p / s:.2f}x)"))
-        rows.append(("CPU ms a render: server + kernels", "publisher", "KG tight, KG savefig"))
         cpu = {
             n: {k: 1000 * statistics.median(v) for k, v in c.items()} for n, c in self.cpu.items()
         }
-        parts = [f"{c['server']:.1f} + {c['kernels']:.1f}" for c in cpu.values()]
-        rows.append(
-            ("  (medians over all renders, every client count)", parts[0], ", ".join(parts[1:]))
-        )
+        for c in (1, 4):
+            parts = [f"{t[f'server c={c}']:.1f} + {t[f'kernels c={c}']:.1f}" for t in cpu.values()]
+            label = f"CPU ms a render, server + kernels, {c} client(s)"
+            rows.append((label, parts[0], ", ".join(parts[1:])))
         static = f"{self.kg}/public/{next((self.tmp / 'kg-public').iterdir()).name}"
         hop = statistics.median(common.timed(static)[1] for _ in range(20))
         return rows + [("KG's 303 hop alone (GET /public/NAME.png), median", ms(hop), "")]
@@ -185,11 +184,11 @@ class Peers(Bench):
     def memory(self) -> list[Row]:
         """Kernel memory after many renders: what the reset leaves behind adds up here."""
         publisher, count = self.owners["publisher"], self.args.memory_renders
-        restarts = self.metric("publisher_kernel_restarts")
+        restarts = self.metric("publisher_kernel_restarts_total")
         before = [p.memory_info().rss for p in publisher.kernels()]
         self.render("publisher", count, 4, limit=30 + count)
         after = [p.memory_info().rss for p in publisher.kernels()]
-        replaced = self.metric("publisher_kernel_restarts") - restarts
+        replaced = self.metric("publisher_kernel_restarts_total") - restarts
         sizes = [" + ".join(f"{n / 2**20:.0f}" for n in rss) + " MiB" for rss in (before, after)]
         return [
             (

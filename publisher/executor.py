@@ -128,15 +128,17 @@ class Kernel:
         o = job.options
         first, *rest = job.cells or ("",)
         alone = cell_magic(first)  # the magic must stay the first line of its cell
+        requests = 1 + alone + sum(1 for cell in rest if cell.strip())  # nbclient skips blanks
         prepare = (
             _PUBLISHER + f"prepare({job.root or job.cwd!r}, {job.cwd!r}, {o.fmt!r},"
             f" {o.dpi!r}, {o.width!r}, {o.height!r}, {job.max_pixels!r}, {job.max_reads!r},"
-            f" {self.reads_file!r}, {1 + len(rest) + alone}, {self.reset_in_render!r})"
+            f" {self.reads_file!r}, {requests}, {self.reset_in_render!r})"
         )
+        deadline, reported = monotonic() + timeout, self.reset_in_render
         if alone:
-            outputs = await self._run_cells((prepare, first, *rest), monotonic() + timeout)
+            outputs = await self._run_cells((prepare, first, *rest), deadline, reported)
             return outputs[1:]
-        return await self._run_cells((prepare + "\n" + first, *rest), monotonic() + timeout)
+        return await self._run_cells((prepare + "\n" + first, *rest), deadline, reported)
 
     def reads(self) -> dict[str, Any] | None:
         """What the last render reported it read (``kernel_side._report_reads``); None: nothing."""
@@ -153,28 +155,34 @@ class Kernel:
     async def reset(self, timeout: float = 30) -> ResetReport:
         """Back to the state of a fresh kernel; done between renders, not during one.
 
-        A render that reached its last cell has already reset the kernel (see
-        ``kernel_side._reset_after_reply``) and left its report in ``reset_report``.
+        Not needed after a render run with ``reset_in_render`` that left a
+        ``reset_report``: that kernel reset itself (``kernel_side._reset_after_reply``).
         """
-        await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout)
+        await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout, True)
         report, self.reset_report = self.reset_report, None
         if report is None:
             raise KernelDied("the kernel did not report on its reset")
         return report
 
-    async def _run_cells(self, sources: tuple[str, ...], deadline: float) -> Outputs:
+    async def _run_cells(
+        self, sources: tuple[str, ...], deadline: float, reported: bool = False
+    ) -> Outputs:
+        """Each cell's outputs; with ``reported``, the last cell's ends with a reset report,
+        which goes to ``reset_report`` (a report anywhere else is the notebook's output)."""
         client = self.client
         client.nb = _notebook(sources)
         client.reset_execution_trackers()
         client.timeout_func = lambda cell: max(0.001, deadline - monotonic())  # type: ignore[assignment]
         outputs: Outputs = []
         self.reset_report = None
+        last = max(i for i, source in enumerate(sources) if source.strip())  # blanks: not sent
         try:
             for index, cell in enumerate(client.nb.cells):
                 try:
                     await client.async_execute_cell(cell, index, store_history=False)
-                finally:  # a cell that raised resets the kernel too
-                    self.reset_report = _take_report(cell.outputs)
+                finally:  # a last cell that raised has reset the kernel too
+                    if reported and index == last:
+                        self.reset_report = _take_report(cell.outputs)
                 outputs.append(list(cell.outputs))
         except CellExecutionError as e:
             raise NotebookFailed(
@@ -224,10 +232,9 @@ def _notebook(sources: tuple[str, ...]) -> Any:
 
 
 def _take_report(outputs: list[Any]) -> ResetReport | None:
-    """Remove the kernel's reset report from a cell's outputs, and return it."""
-    for output in outputs:
-        report = output.get("data", {}).get(RESET_MIME)
-        if report is not None:
-            outputs.remove(output)
-            return ResetReport(list(report["changed"]), int(report["rss"]))
-    return None
+    """Remove the kernel's reset report from a cell's outputs, and return it: the last
+    output, since the reset runs after all of the cell's own."""
+    if not outputs or (report := outputs[-1].get("data", {}).get(RESET_MIME)) is None:
+        return None
+    outputs.pop()
+    return ResetReport(list(report["changed"]), int(report["rss"]))

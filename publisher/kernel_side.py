@@ -154,31 +154,27 @@ def _draw_last_cell() -> None:
     When a cell ends, pyplot's hook draws every stale figure onto its canvas, and
     the inline backend then prints it, which draws it twice more (a tight crop
     measures, then renders at the cropped size). After the render's last cell no
-    notebook code runs, so the hook's raster is never read, and of its effects
-    only the state it leaves in the figure can reach the image:
+    other cell runs, so the hook's raster is never read, and of its effects only
+    the state it leaves in the figure can reach the image:
 
     - A figure with a layout engine (constrained, tight, compressed) lays itself
       out again at every draw, so one draw more moves things: it gets a draw
       without rendering, which updates every artist exactly as the full draw does
-      and skips only the ``renderer.draw_*`` calls.
-    - Any other figure comes out of the print the same with or without that
-      draw (``tests/test_redundant_draw.py`` holds matplotlib to it, chart type
-      by chart type), so it is only marked drawn; the print draws it as always.
-      ``draw_event`` listeners are notebook code that could count draws: a
-      figure with one is drawn without rendering instead.
+      and skips only the ``renderer.draw_*`` calls. So does every figure when the
+      URL sets the size or dpi: the print then resizes the figure after this draw.
+    - Any other figure comes out of the inline backend's own print the same with
+      or without that draw (``tests/test_redundant_draw.py`` holds matplotlib to
+      it, chart type by chart type), so it is only marked drawn; the print draws
+      it as always. ``draw_event`` listeners are notebook code that could count
+      draws: a figure with one is drawn without rendering instead.
 
     Either way pyplot's hook then finds the figure up to date and leaves it.
     This is about a fifth of a render's CPU. Earlier cells keep the full draw:
-    a later cell may read a canvas's pixels. The last cell's end is also when
-    the reset the server asked for falls due (``_reset_after_reply``).
+    a later cell may read a canvas's pixels.
     """
-    _render["depth"] = max(0, _render["depth"] - 1)
-    if _render["depth"] or _render["executions"] <= 0:
-        return  # a cell run from within a cell (%%capture) ended, not an execution
-    _render["executions"] -= 1
-    if _render["executions"]:
-        return
-    _render["reset_after"] = _render["reset_asked"]  # once the reply is sent: _reset_after_reply
+    _render["depth"] = max(0, _render["depth"] - 1)  # a blank cell ends without starting
+    if _render["depth"] or not _last_request():
+        return  # a cell run from within a cell (%%capture) ended, or not the last request
     import matplotlib
     import matplotlib.pyplot as plt
     from IPython import get_ipython
@@ -189,6 +185,7 @@ def _draw_last_cell() -> None:
     hooks = get_ipython().events.callbacks["post_execute"]
     if not matplotlib.is_interactive() or plt._draw_all_if_interactive not in hooks:
         return  # pyplot would not draw at all
+    default_print = not (_options["dpi"] or _options["width"] or _options["height"])
     for manager in Gcf.get_all_fig_managers():
         canvas: Any = manager.canvas  # its idle-draw flag is private: typed stubs omit it
         kind, figure = type(canvas), canvas.figure
@@ -199,41 +196,78 @@ def _draw_last_cell() -> None:
             or canvas._is_idle_drawing
         ):
             continue
-        if figure.get_layout_engine() is None and not canvas.callbacks.callbacks.get("draw_event"):
+        if (
+            default_print
+            and figure.get_layout_engine() is None
+            and not canvas.callbacks.callbacks.get("draw_event")
+        ):
             figure.stale = False
         else:
             with canvas._idle_draw_cntx():  # what draw_idle holds while it draws
                 figure.draw_without_rendering()
 
 
+def _last_request() -> bool:
+    """Whether the execute request running now is the render's last."""
+    return 0 < _render["requests"] == _render["started"]
+
+
+def _count_requests(handled: Callable[[], None]) -> Callable[[], None]:
+    """The kernel's pre_handler_hook, which also counts a render's execute requests.
+
+    Requests, not cells: a cell may run cells within it (``%%capture``, ``%run``),
+    and a blank one ends without starting, but each request is one cell of ours.
+    """
+    kernel = _kernel()
+
+    def pre_handler_hook() -> None:
+        handled()
+        if _render["requests"] and _executing(kernel):
+            _render["started"] += 1
+
+    return pre_handler_hook
+
+
 def _reset_after_reply(handled: Callable[[], None]) -> Callable[[], None]:
-    """The kernel's post_handler_hook, which also resets the kernel after a render's last cell.
+    """The kernel's post_handler_hook, which also resets the kernel after a render's last
+    request when the server asked for it.
 
     ipykernel calls it once a request's reply is sent and before the kernel says
-    it is idle, so the report reaches the server as one more output of that cell,
-    and the server need not send a request of its own (a round trip, and a few
-    milliseconds of CPU on each side). Notebook code cannot register callbacks
-    here, so nothing of the notebook runs after the reset.
+    it is idle, so the report reaches the server as that cell's last output, and
+    the server need not send a request of its own (a round trip, and a few
+    milliseconds of CPU on each side). It runs after every callback the
+    notebook could register for the cell's end.
     """
+    kernel = _kernel()
 
     def post_handler_hook() -> None:
         handled()
-        if _render["reset_after"]:
+        if _render["reset_asked"] and _last_request() and _executing(kernel):
             reset()
 
     return post_handler_hook
 
 
+def _kernel() -> Any:
+    from IPython import get_ipython
+
+    return get_ipython().kernel
+
+
+def _executing(kernel: Any) -> bool:
+    return bool(kernel.get_parent("shell").get("header", {}).get("msg_type") == "execute_request")
+
+
 def _cell_starts() -> None:
-    """pre_execute: cells run within a cell (``%%capture``) nest, and only the outer one is
-    an execution of the render."""
+    """pre_execute: cells run within a cell (``%%capture``) nest, and only the outer one
+    ends the request."""
     _render["depth"] += 1
 
 
 _render: dict[str, Any] = {
-    "executions": 0,  # of this render, still to end (set by prepare)
-    "reset_asked": False,  # by the server, for when they have (set by prepare)
-    "reset_after": False,  # the last has ended: reset once its reply is sent
+    "requests": 0,  # execute requests this render makes (set by prepare)
+    "started": 0,  # of them, started so far (prepare runs in the first)
+    "reset_asked": False,  # by the server, for after the last (set by prepare)
     "depth": 0,  # of cells run within cells
 }
 
@@ -264,6 +298,7 @@ def warm(modules: list[str]) -> None:
         events.callbacks["post_execute"].insert(0, _draw_last_cell)
         events.callbacks["pre_execute"].insert(0, _cell_starts)
         kernel = get_ipython().kernel
+        kernel.pre_handler_hook = _count_requests(kernel.pre_handler_hook)
         kernel.post_handler_hook = _reset_after_reply(kernel.post_handler_hook)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
@@ -308,7 +343,7 @@ def reset() -> None:
     from IPython import get_ipython
 
     _guarding = _recording = False
-    _render.update(executions=0, reset_asked=False, reset_after=False)
+    _render.update(requests=0, started=0, reset_asked=False, depth=0)
     shell = get_ipython()
     # reset() would flush the output cache with a full gc.collect(), tens of
     # milliseconds; renders run with store_history=False, so there is no cache.
@@ -661,19 +696,19 @@ def prepare(
     max_pixels: int | None = None,
     max_reads: int = 1000,
     report: str | None = None,
-    executions: int = 1,
+    requests: int = 1,
     reset_after: bool = False,
 ) -> None:
     """Point a clean kernel at this render: its folder, how to print its figures, what
-    it reads from now on, how many executions (this one included) it makes, and
-    whether to reset itself after the last (``_reset_after_reply``)."""
+    it reads from now on, how many execute requests (this one included) it makes,
+    and whether to reset itself after the last (``_reset_after_reply``)."""
     from IPython import get_ipython
     from IPython.core.pylabtools import select_figure_formats
     from matplotlib_inline.config import InlineBackend
 
     global _guarding, _recording
     _saved["roots"].add(root)
-    _render.update(executions=executions, reset_asked=reset_after)
+    _render.update(requests=requests, started=1, reset_asked=reset_after)
     os.chdir(cwd)
     _reads.clear()
     _written.clear()

@@ -41,6 +41,7 @@ class KernelPool:
         self.preload = preload
         self.queue_size = queue_size
         self.renders_per_kernel = renders_per_kernel
+        self.reset_in_render: bool | None = None  # None: when renders wait; tests force it
         self.max_rss = max_rss
         self.wait_timeout = wait_timeout
         self.kernel_factory = kernel_factory
@@ -115,7 +116,10 @@ class KernelPool:
         # With renders waiting, CPU is what limits how many are answered a second: the
         # kernel resets itself as its render ends, which spares a request on each side.
         # Otherwise the reset waits for the answer to go out, and costs nobody time.
-        kernel.reset_in_render = self.waiting > 0 and not fresh
+        # A kernel retired after this render needs no reset at all.
+        retiring = fresh or kernel.renders + 1 >= self.renders_per_kernel
+        under_load = self.waiting > 0 if self.reset_in_render is None else self.reset_in_render
+        kernel.reset_in_render = under_load and not retiring
         self.renders += 1
         try:
             yield kernel

@@ -13,6 +13,8 @@ from publisher.kernel_side import RESET_MIME
 from publisher.options import RenderOptions
 from publisher.settings import Settings
 
+from .notebooks import write_notebook
+
 
 async def test_the_servers_settings_do_not_reach_the_kernel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -176,3 +178,43 @@ async def test_cells_run_within_a_cell_do_not_count_as_the_renders_last(tmp_path
     finally:
         await kernel.shutdown()
     assert outputs[-1][0]["text"].strip() == "42"
+
+
+async def test_a_run_notebook_with_a_blank_cell_does_not_end_the_render(tmp_path: Path) -> None:
+    """%run of a notebook runs its cells within ours, a blank one too (ending, never starting)."""
+    write_notebook(tmp_path / "setup.ipynb", ["y = 2", ""])
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        cells = ("%run setup.ipynb\nx = 1", "", "print(x, y)", "")  # blanks are never sent
+        outputs = await kernel.run(Job(str(tmp_path), cells, RenderOptions()), 30)
+        assert kernel.reset_report is not None  # after the last request, not before
+    finally:
+        await kernel.shutdown()
+    assert outputs[2][0]["text"].strip() == "1 2"
+
+
+async def test_a_report_the_notebook_publishes_itself_is_not_taken_for_a_reset(
+    tmp_path: Path,
+) -> None:
+    forge = (
+        "from IPython.display import publish_display_data\n"
+        f"publish_display_data({{{RESET_MIME!r}: {{'changed': [], 'rss': 1}}}})\n"
+        "secret = 9"
+    )
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        outputs = await kernel.run(Job(str(tmp_path), (forge,), RenderOptions()), 30)
+        assert kernel.reset_report is None  # no reset was asked: the server sends its own
+        assert RESET_MIME in outputs[-1][0]["data"]  # the notebook's own output, left as is
+        kernel.reset_in_render = True
+        await kernel.run(Job(str(tmp_path), (forge,), RenderOptions()), 30)
+        report = kernel.reset_report
+        assert report is not None and report.rss > 2**20  # the kernel's, which comes last
+        kernel.reset_in_render = False
+        outputs = await kernel.run(
+            Job(str(tmp_path), ("'secret' in globals()",), RenderOptions()), 30
+        )
+    finally:
+        await kernel.shutdown()
+    assert outputs[-1][-1]["data"]["text/plain"] == "False"

@@ -12,7 +12,7 @@ import asyncio
 import os
 import random
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from itertools import count
 from pathlib import Path
 
@@ -94,6 +94,17 @@ async def test_every_style_after_a_notebook_that_leaves_state(
     assert await mismatches(one_kernel, oracle, order) == []
 
 
+@pytest.fixture(params=[None, True], ids=["reset after the answer", "reset in the render"])
+def reset_in_render(request: pytest.FixtureRequest, one_kernel: TestClient) -> Iterator[None]:
+    """Both ways a kernel is reset: a render alone, and a render with others waiting
+    (forced here, since these tests render one at a time)."""
+    pool = one_kernel.app[SERVICE].pool
+    pool.reset_in_render = request.param
+    yield
+    pool.reset_in_render = None
+
+
+@pytest.mark.usefixtures("reset_in_render")
 async def test_shuffled_orders(
     one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus
 ) -> None:
@@ -107,6 +118,7 @@ async def test_shuffled_orders(
     assert await mismatches(one_kernel, oracle, order) == []
 
 
+@pytest.mark.usefixtures("reset_in_render")
 @pytest.mark.parametrize("retiring", [f"retiring/{name}" for name in RETIRING])
 async def test_a_kernel_reset_cannot_clean_is_retired(
     one_kernel: TestClient, oracle: dict[str, bytes], corpus: Corpus, retiring: str

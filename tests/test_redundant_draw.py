@@ -338,15 +338,22 @@ def agg() -> Iterator[None]:
     plt.switch_backend(backend)
 
 
-def printed(chart: Chart, before_print: Callable[[Figure], None]) -> list[bytes]:
-    """Each figure the chart makes, as the inline backend prints it after ``before_print``."""
+def printed(
+    chart: Chart, before_print: Callable[[Figure], None], sized: bool = False
+) -> list[bytes]:
+    """Each figure the chart makes, as the inline backend prints it after ``before_print``;
+    ``sized``: as a URL with ``_width`` and ``_height`` has it printed (the kernel's
+    ``_print_figure``: resized after that draw, then printed without the tight crop)."""
     plt.close("all")
     with plt.rc_context():
         chart(np.random.default_rng(1))
         figures = [plt.figure(number) for number in plt.get_fignums()]
         for figure in figures:
             before_print(figure)
-        return [print_figure(figure, "png", bbox_inches="tight") for figure in figures]
+            if sized:
+                figure.set_size_inches(8, 2)
+        crop = None if sized else "tight"
+        return [print_figure(figure, "png", bbox_inches=crop, dpi=100) for figure in figures]
 
 
 def full_draw(figure: Figure) -> None:  # pyplot's hook in a fresh kernel
@@ -365,3 +372,14 @@ def test_with_a_layout_engine_a_draw_without_rendering_stands_in_for_it(name: st
     fresh = printed(ENGINE[name], full_draw)
     assert fresh
     assert printed(ENGINE[name], lambda figure: figure.draw_without_rendering()) == fresh
+
+
+@pytest.mark.parametrize("name", [*PLAIN, *ENGINE])
+def test_resized_for_the_url_a_draw_without_rendering_stands_in_for_it(name: str) -> None:
+    """Resizing after the draw is not drawing twice at one size: ``aspect_by_data_limits``
+    prints differently if that draw is skipped, so every figure gets one."""
+    chart = {**PLAIN, **ENGINE}[name]
+    fresh = printed(chart, full_draw, sized=True)
+    assert fresh
+    dry = printed(chart, lambda figure: figure.draw_without_rendering(), sized=True)
+    assert dry == fresh
