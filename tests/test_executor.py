@@ -119,6 +119,15 @@ LOOK = (
     "print(plt.rcParams['lines.linewidth'], 'left_behind' in globals(), 'POLLUTED' in os.environ,"
     " '/polluted' in sys.path, 'inline' in matplotlib.get_backend())"
 )
+CLEAN = "1.5 False False False True"  # what LOOK prints in a kernel POLLUTE left nothing in
+
+
+async def look(kernel: Kernel, tmp_path: Path) -> str:
+    """What LOOK prints in the kernel's next render (one that leaves the reset to the server)."""
+    kernel.reset_in_render = False
+    outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+    assert kernel.reset_report is None  # not asked: the server sends a reset of its own
+    return str(outputs[-1][0]["text"]).strip()
 
 
 async def test_a_kernel_asked_to_resets_itself_as_the_render_ends(tmp_path: Path) -> None:
@@ -129,12 +138,9 @@ async def test_a_kernel_asked_to_resets_itself_as_the_render_ends(tmp_path: Path
         report = kernel.reset_report
         assert report is not None and report.changed == [] and report.rss > 50 * 2**20
         assert all(RESET_MIME not in output.get("data", {}) for cell in outputs for output in cell)
-        kernel.reset_in_render = False
-        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
-        assert kernel.reset_report is None  # not asked: the server sends a reset of its own
+        assert await look(kernel, tmp_path) == CLEAN
     finally:
         await kernel.shutdown()
-    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
 
 
 async def test_a_last_cell_that_raises_still_resets_its_kernel(tmp_path: Path) -> None:
@@ -145,10 +151,9 @@ async def test_a_last_cell_that_raises_still_resets_its_kernel(tmp_path: Path) -
         with pytest.raises(NotebookFailed, match="no data for 2031"):
             await kernel.run(Job(str(tmp_path), ("x = 1", failing), RenderOptions()), 30)
         assert kernel.reset_report is not None
-        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+        assert await look(kernel, tmp_path) == CLEAN
     finally:
         await kernel.shutdown()
-    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
 
 
 async def test_a_render_that_stops_early_leaves_the_reset_to_the_server(tmp_path: Path) -> None:
@@ -160,11 +165,9 @@ async def test_a_render_that_stops_early_leaves_the_reset_to_the_server(tmp_path
             await kernel.run(Job(str(tmp_path), (first, "x = 1"), RenderOptions()), 30)
         assert kernel.reset_report is None  # its last cell never ran
         assert (await kernel.reset()).changed == []
-        kernel.reset_in_render = False
-        outputs = await kernel.run(Job(str(tmp_path), (LOOK,), RenderOptions()), 30)
+        assert await look(kernel, tmp_path) == CLEAN
     finally:
         await kernel.shutdown()
-    assert outputs[-1][0]["text"].strip() == "1.5 False False False True"
 
 
 async def test_cells_run_within_a_cell_do_not_count_as_the_renders_last(tmp_path: Path) -> None:
