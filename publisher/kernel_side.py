@@ -169,7 +169,7 @@ def _draw_last_cell() -> None:
       draws: a figure with one is drawn without rendering instead.
 
     Either way pyplot's hook then finds the figure up to date and leaves it.
-    This is about a fifth of a render's CPU. Earlier cells keep the full draw:
+    This spares about 15% of a render's CPU. Earlier cells keep the full draw:
     a later cell may read a canvas's pixels.
     """
     _render["depth"] = max(0, _render["depth"] - 1)  # a blank cell ends without starting
