@@ -636,6 +636,20 @@ def _restore_registries(saved: tuple[dict[str, Any], dict[str, Any], list[Any], 
         fonts._findfont_cached.cache_clear()
 
 
+def _save_gc() -> tuple[bool, tuple[int, ...]]:
+    return gc.isenabled(), gc.get_threshold()
+
+
+def _restore_gc(saved: tuple[bool, tuple[int, ...]]) -> None:
+    """A notebook's ``gc.disable()`` would otherwise leave every later render without a
+    collector, and the kernel's memory growing until it is replaced."""
+    enabled, threshold = saved
+    if gc.isenabled() != enabled:
+        (gc.enable if enabled else gc.disable)()
+    if gc.get_threshold() != threshold:
+        gc.set_threshold(*threshold)
+
+
 def _save_process() -> dict[str, Any]:
     return {"path": list(sys.path), "environ": dict(os.environ), "modules": set(sys.modules)}
 
@@ -663,6 +677,7 @@ RESTORED: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "matplotlib units": (_save_units, _restore_units),
     "colormaps, color sequences, fonts": (_save_registries, _restore_registries),
     "sys.path, environment, cwd": (_save_process, _restore_process),
+    "garbage collector": (_save_gc, _restore_gc),
 }
 
 

@@ -221,3 +221,19 @@ async def test_a_report_the_notebook_publishes_itself_is_not_taken_for_a_reset(
     finally:
         await kernel.shutdown()
     assert outputs[-1][-1]["data"]["text/plain"] == "False"
+
+
+async def test_the_garbage_collector_is_put_back(tmp_path: Path) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        fresh = "import gc\nprint(gc.isenabled(), gc.get_threshold())"
+        before = await kernel.run(Job(str(tmp_path), (fresh,), RenderOptions()), 30)
+        await kernel.reset()
+        leave = "import gc\ngc.disable()\ngc.set_threshold(1, 2, 3)"
+        await kernel.run(Job(str(tmp_path), (leave,), RenderOptions()), 30)
+        assert (await kernel.reset()).changed == []
+        after = await kernel.run(Job(str(tmp_path), (fresh,), RenderOptions()), 30)
+    finally:
+        await kernel.shutdown()
+    assert after[-1][0]["text"] == before[-1][0]["text"]
+    assert before[-1][0]["text"].startswith("True (")
