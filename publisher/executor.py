@@ -215,7 +215,7 @@ class Kernel:
 
 def _notebook(sources: tuple[str, ...]) -> Any:
     """The cells to run as a notebook, built without nbformat's schema validation:
-    they are ours and well formed, and validating them took a tenth of the server's
+    they are ours and well formed, and validating them took about 7% of the server's
     CPU for a render."""
     cells: list[dict[str, Any]] = [
         {
