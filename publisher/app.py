@@ -107,7 +107,7 @@ def _watch(catalog: Catalog) -> CleanupContext:
 
     The server listens while the first read runs (``/healthz`` answers); chart
     and listing requests wait for it. From then on no request walks, stats or
-    parses anything.
+    parses the notebooks (a chart's data files are ``data.DataWatch``'s business).
     """
     scans = every(max(catalog.scan_interval, MIN_SCAN_SECONDS), catalog.refresh, at_start=True)
 

@@ -212,13 +212,13 @@ def _last_request() -> bool:
     return 0 < _render["requests"] == _render["started"]
 
 
-def _count_requests(handled: Callable[[], None]) -> Callable[[], None]:
+def _count_requests(kernel: Any) -> Callable[[], None]:
     """The kernel's pre_handler_hook, which also counts a render's execute requests.
 
     Requests, not cells: a cell may run cells within it (``%%capture``, ``%run``),
     and a blank one ends without starting, but each request is one cell of ours.
     """
-    kernel = _kernel()
+    handled = kernel.pre_handler_hook
 
     def pre_handler_hook() -> None:
         handled()
@@ -228,7 +228,7 @@ def _count_requests(handled: Callable[[], None]) -> Callable[[], None]:
     return pre_handler_hook
 
 
-def _reset_after_reply(handled: Callable[[], None]) -> Callable[[], None]:
+def _reset_after_reply(kernel: Any) -> Callable[[], None]:
     """The kernel's post_handler_hook, which also resets the kernel after a render's last
     request when the server asked for it.
 
@@ -238,7 +238,7 @@ def _reset_after_reply(handled: Callable[[], None]) -> Callable[[], None]:
     milliseconds of CPU on each side). It runs after every callback the
     notebook could register for the cell's end.
     """
-    kernel = _kernel()
+    handled = kernel.post_handler_hook
 
     def post_handler_hook() -> None:
         handled()
@@ -246,12 +246,6 @@ def _reset_after_reply(handled: Callable[[], None]) -> Callable[[], None]:
             reset()
 
     return post_handler_hook
-
-
-def _kernel() -> Any:
-    from IPython import get_ipython
-
-    return get_ipython().kernel
 
 
 def _executing(kernel: Any) -> bool:
@@ -298,8 +292,8 @@ def warm(modules: list[str]) -> None:
         events.callbacks["post_execute"].insert(0, _draw_last_cell)
         events.callbacks["pre_execute"].insert(0, _cell_starts)
         kernel = get_ipython().kernel
-        kernel.pre_handler_hook = _count_requests(kernel.pre_handler_hook)
-        kernel.post_handler_hook = _reset_after_reply(kernel.post_handler_hook)
+        kernel.pre_handler_hook = _count_requests(kernel)
+        kernel.post_handler_hook = _reset_after_reply(kernel)
         _original_print_figure = pylabtools.print_figure
         # select_figure_formats looks this name up when it binds a formatter,
         # so every formatter it makes (ours or a notebook's %matplotlib) goes here.

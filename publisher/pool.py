@@ -117,7 +117,7 @@ class KernelPool:
         # kernel resets itself as its render ends, which spares a request on each side.
         # Otherwise the reset waits for the answer to go out, and costs nobody time.
         # A kernel retired after this render needs no reset at all.
-        retiring = fresh or kernel.renders + 1 >= self.renders_per_kernel
+        retiring = fresh or kernel.renders + 1 >= self.renders_per_kernel  # this render: +1
         under_load = self.waiting > 0 if self.reset_in_render is None else self.reset_in_render
         kernel.reset_in_render = under_load and not retiring
         self.renders += 1
@@ -130,7 +130,7 @@ class KernelPool:
             self._retire(kernel)
             raise
         else:
-            self._give_back(kernel, retire=fresh or kernel.renders >= self.renders_per_kernel)
+            self._give_back(kernel, retire=retiring)
 
     def _give_back(self, kernel: Kernel, retire: bool) -> None:
         report, kernel.reset_report = kernel.reset_report, None
