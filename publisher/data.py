@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,22 +133,30 @@ class DataWatch:
         return since
 
     def _changed(self, data: Data, now: float, created: float) -> bool:
-        if any(self._file(f.path, now, created) != f for f in data.files):
+        look = self._look
+        if any(look(self._files, f.path, DataFile.of, now, created) != f for f in data.files):
             return True
-        return any(self._glob(g.pattern, now, created) != g.matched for g in data.globs)
+        matched = self._matched
+        return any(
+            look(self._globs, g.pattern, matched, now, created) != g.matched for g in data.globs
+        )
 
-    def _file(self, path: str, now: float, created: float) -> DataFile | None:
-        seen = self._files.get(path)
-        if seen is None or now - seen[0] >= self.interval or seen[0] < created:
-            if len(self._files) > REMEMBERED:
-                self._files.clear()
-            seen = self._files[path] = (now, DataFile.of(path))
-        return seen[1]
+    def _look(
+        self,
+        seen: dict[str, tuple[float, Any]],
+        key: str,
+        fetch: Callable[[str], Any],
+        now: float,
+        created: float,
+    ) -> Any:
+        """``fetch(key)``, or what it gave within the interval and since the render."""
+        last = seen.get(key)
+        if last is None or now - last[0] >= self.interval or last[0] < created:
+            if len(seen) > REMEMBERED:
+                seen.clear()
+            last = seen[key] = (now, fetch(key))
+        return last[1]
 
-    def _glob(self, pattern: str, now: float, created: float) -> tuple[str, ...]:
-        seen = self._globs.get(pattern)
-        if seen is None or now - seen[0] >= self.interval or seen[0] < created:
-            if len(self._globs) > REMEMBERED:
-                self._globs.clear()
-            seen = self._globs[pattern] = (now, DataGlob.of(pattern).matched)
-        return seen[1]
+    @staticmethod
+    def _matched(pattern: str) -> tuple[str, ...]:
+        return DataGlob.of(pattern).matched
