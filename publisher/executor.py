@@ -28,7 +28,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 from .errors import KernelDied, NotebookFailed, RenderTimeout
 from .inject import cell_magic
-from .kernel_side import RESET_MIME
+from .kernel_side import ANSWERED_MIME, RESET_MIME
 from .options import RenderOptions
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class Kernel:
         self.preload = preload
         self.renders = 0
         self.reset_report: ResetReport | None = None  # from the kernel's last reset, if unread
+        self.died_resetting = False  # after its render's last output, in the reset that followed
         # Reset within the render's last request rather than in a request of its own:
         # less CPU on both sides, and a few milliseconds more before the answer.
         self.reset_in_render = False
@@ -158,6 +159,8 @@ class Kernel:
         Not needed after a render run with ``reset_in_render`` that left a
         ``reset_report``: that kernel reset itself (``kernel_side._reset_after_reply``).
         """
+        if self.died_resetting:
+            raise KernelDied("the kernel died resetting itself after its render")
         await self._run_cells((_PUBLISHER + "reset()",), monotonic() + timeout, True)
         report, self.reset_report = self.reset_report, None
         if report is None:
@@ -180,6 +183,13 @@ class Kernel:
             for index, cell in enumerate(client.nb.cells):
                 try:
                     await client.async_execute_cell(cell, index, store_history=False)
+                except DeadKernelError:
+                    if not (reported and index == last and _answered(cell.outputs)):
+                        raise
+                    self.died_resetting = True  # the render is whole; the kernel is lost
+                    log.warning("kernel %s died resetting itself after a render", self.pid)
+                    if failed := _error(cell.outputs):  # what nbclient would read in the reply
+                        raise failed from None
                 finally:  # a last cell that raised has reset the kernel too
                     if reported and index == last:
                         self.reset_report = _take_report(cell.outputs)
@@ -233,8 +243,31 @@ def _notebook(sources: tuple[str, ...]) -> Any:
 
 def _take_report(outputs: list[Any]) -> ResetReport | None:
     """Remove the kernel's reset report from a cell's outputs, and return it: the last
-    output, since the reset runs after all of the cell's own."""
-    if not outputs or (report := outputs[-1].get("data", {}).get(RESET_MIME)) is None:
+    output, since the reset runs after all of the cell's own. The mark before the
+    reset (``_answered``) goes too."""
+    report = _take(outputs, RESET_MIME)
+    _take(outputs, ANSWERED_MIME)
+    return None if report is None else ResetReport(list(report["changed"]), int(report["rss"]))
+
+
+def _answered(outputs: list[Any]) -> bool:
+    """Whether the kernel said the render's outputs were all out (and it began its reset)."""
+    return bool(outputs) and ANSWERED_MIME in outputs[-1].get("data", {})
+
+
+def _take(outputs: list[Any], mime: str) -> Any:
+    """The last output's data of type ``mime``, removed from ``outputs``; None: not there."""
+    if not outputs or (data := outputs[-1].get("data", {}).get(mime)) is None:
         return None
     outputs.pop()
-    return ResetReport(list(report["changed"]), int(report["rss"]))
+    return data
+
+
+def _error(outputs: list[Any]) -> NotebookFailed | None:
+    """The cell's error as ``_run_cells`` reports nbclient's: nbclient never read the reply
+    of a kernel that died before idle, but the error output had come."""
+    for output in outputs:
+        if output.get("output_type") == "error":
+            name, value = output.get("ename", ""), output.get("evalue", "")
+            return NotebookFailed(f"{name}: {value}" if value else name, exception=name)
+    return None

@@ -28,6 +28,7 @@ import operator
 import os
 import site
 import sys
+import threading
 import types
 import warnings
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from typing import Any
 # How the kernel tells the server things: display outputs of these types.
 ERROR_MIME = "application/vnd.publisher.error+json"  # the image would be too big
 RESET_MIME = "application/vnd.publisher.reset+json"  # what a reset could not restore
+ANSWERED_MIME = "application/vnd.publisher.answered+json"  # the render's outputs end here
 
 _options: dict[str, Any] = {"dpi": None, "width": None, "height": None, "max_pixels": None}
 _original_print_figure: Any = None
@@ -237,15 +239,31 @@ def _reset_after_reply(kernel: Any) -> Callable[[], None]:
     the server need not send a request of its own (a round trip, and a few
     milliseconds of CPU on each side). It runs after every callback the
     notebook could register for the cell's end.
+
+    A mark goes out first: the reset runs notebook code too (finalizers), and
+    if that kills the kernel, the mark tells the server that every output of the
+    render had already come, so the render still counts; only the kernel is lost.
     """
     handled = kernel.post_handler_hook
 
     def post_handler_hook() -> None:
         handled()
         if _render["reset_asked"] and _last_request() and _executing(kernel):
+            from IPython.display import publish_display_data
+
+            publish_display_data({ANSWERED_MIME: {}})
+            _sent(kernel)
             reset()
 
     return post_handler_hook
+
+
+def _sent(kernel: Any) -> None:
+    """Until the IOPub thread has handed every output so far to ZeroMQ (as ipykernel's own
+    stream flush waits): a process that ends soon after must not take them with it."""
+    done = threading.Event()
+    kernel.iopub_thread.schedule(done.set)
+    done.wait(1)
 
 
 def _executing(kernel: Any) -> bool:

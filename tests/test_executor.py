@@ -223,6 +223,64 @@ async def test_a_report_the_notebook_publishes_itself_is_not_taken_for_a_reset(
     assert outputs[-1][-1]["data"]["text/plain"] == "False"
 
 
+FUSE = (  # an object whose finalizer kills the kernel: the reset frees it
+    "import os\n"
+    "class Fuse:\n"
+    "    def __del__(self, exit=os._exit):  # os may be gone from the globals by then\n"
+    "        exit(1)\n"
+    "fuse = Fuse()\n"
+    "print('drawn')"
+)
+
+
+async def test_a_kernel_that_dies_resetting_itself_still_answers_its_render(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The render was over when its reset freed the notebook's objects: the kernel is
+    lost, the answer is not."""
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        with caplog.at_level(logging.WARNING, logger="publisher.executor"):
+            outputs = await kernel.run(Job(str(tmp_path), ("x = 1", FUSE), RenderOptions()), 30)
+        assert kernel.reset_report is None
+        with pytest.raises(KernelDied, match="died resetting itself"):
+            await kernel.reset()
+    finally:
+        await kernel.shutdown()
+    assert [output["text"] for output in outputs[-1]] == ["drawn\n"]  # and no mark of ours
+    assert "died resetting itself after a render" in caplog.text
+
+
+async def test_a_failed_render_whose_kernel_dies_resetting_is_the_notebooks_error(
+    tmp_path: Path,
+) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        failing = FUSE + "\nraise ValueError('no data for 2031')"
+        with pytest.raises(NotebookFailed, match="^ValueError: no data for 2031$"):
+            await kernel.run(Job(str(tmp_path), ("x = 1", failing), RenderOptions()), 30)
+        assert kernel.died_resetting
+    finally:
+        await kernel.shutdown()
+
+
+async def test_a_kernel_that_dies_in_the_renders_last_cell_is_dead_not_answered(
+    tmp_path: Path,
+) -> None:
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        with pytest.raises(KernelDied, match="while rendering"):
+            await kernel.run(
+                Job(str(tmp_path), ("print('drawn')\nimport os\nos._exit(1)",), RenderOptions()), 30
+            )
+        assert not kernel.died_resetting
+    finally:
+        await kernel.shutdown()
+
+
 async def test_the_garbage_collector_is_put_back(tmp_path: Path) -> None:
     kernel = await Kernel(["matplotlib.pyplot"]).start()
     try:

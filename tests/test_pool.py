@@ -28,6 +28,7 @@ from publisher.state import SERVICE
 
 from .conftest import error_of, free_port, serve, test_settings
 from .notebooks import IMPORTS, chart, write_notebook
+from .oracle import difference, fresh_image
 
 
 def renders(client: TestClient) -> int:
@@ -249,6 +250,34 @@ async def test_a_render_cannot_leave_state_for_the_next_one(tmp_path: Path) -> N
             assert response.status == 200, (path, await response.text())
             await settle(client)
         assert client.app[SERVICE].pool.restarts == 0  # one kernel did it all
+
+
+@pytest.mark.parametrize("in_render", [True, False], ids=["reset in render", "reset after"])
+async def test_a_kernel_killed_by_what_its_reset_frees_costs_the_kernel_not_the_chart(
+    tmp_path: Path, in_render: bool
+) -> None:
+    """A finalizer that ends the process (a C library crashing in its cleanup) runs when the
+    reset frees the notebook's objects, after the render: the chart is still served."""
+    fuse = (
+        "import os\n"
+        "class Fuse:\n"
+        "    def __del__(self, exit=os._exit):\n"
+        "        exit(1)\n"
+        "connection = Fuse()"
+    )
+    folder = tmp_path / "nbs"
+    path = write_notebook(folder / "fuse.ipynb", [IMPORTS, fuse, chart("ax.bar([1, 2], [3, 1])")])
+    write_notebook(folder / "plain.ipynb", [IMPORTS, chart()])
+    async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
+        pool = client.app[SERVICE].pool
+        pool.reset_in_render = in_render
+        response = await client.get("/charts/fuse.png")
+        assert response.status == 200, await response.text()
+        served = await response.read()
+        await settle(client)
+        assert pool.restarts == 1
+        assert (await client.get("/charts/plain.png")).status == 200
+    assert difference(served, await fresh_image(path)) is None
 
 
 async def test_a_request_waits_for_a_kernel_no_longer_than_the_timeout(
