@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import glob
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .bounded import Bounded
 
 REMEMBERED = 10_000  # entries and paths whose last look is kept
 
@@ -101,7 +102,7 @@ class DataWatch:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         # id of the entry's Data -> (that Data, when looked at, when found changed)
-        self._entries: OrderedDict[int, tuple[Data, float, float | None]] = OrderedDict()
+        self._entries: Bounded[int, tuple[Data, float, float | None]] = Bounded(REMEMBERED)
         self._files: dict[str, tuple[float, DataFile | None]] = {}
         self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._noticed: dict[Data, float] = {}  # data seen changed -> when first seen
@@ -126,10 +127,7 @@ class DataWatch:
             if len(self._noticed) > REMEMBERED:
                 self._noticed.clear()
                 since = self._noticed[data] = now
-        self._entries[id(data)] = (data, now, since)
-        self._entries.move_to_end(id(data))
-        if len(self._entries) > REMEMBERED:
-            self._entries.popitem(last=False)
+        self._entries.put(id(data), (data, now, since))
         return since
 
     def _changed(self, data: Data, now: float, created: float) -> bool:

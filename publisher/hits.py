@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .bounded import Bounded
 from .cache import Entry
 from .catalog import Catalog
 from .outcome import HIT, OUTCOME, Outcome
 from .pipeline import FRESH, Pipeline
 from .render import RenderRequest
 
-REMEMBERED = 4096  # URLs; past it, the map starts again (the long way refills it)
+REMEMBERED = 4096  # URLs; past it, the one answered longest ago is forgotten
 
 
 class RepeatHits:
@@ -31,16 +32,15 @@ class RepeatHits:
         self.served = 0
         # URL -> its render, which entry answered (ETag, render time), the answer's headers;
         # no body: the memory has it, and keeps it within its bound
-        self._answers: dict[str, tuple[RenderRequest, tuple[str, float], dict[str, str]]] = {}
+        self._answers: Bounded[str, tuple[RenderRequest, tuple[str, float], dict[str, str]]]
+        self._answers = Bounded(REMEMBERED)
 
     def remember(
         self, request: web.Request, render: RenderRequest, outcome: Outcome, headers: dict[str, str]
     ) -> None:
         """Keep a memory hit's answer for its URL; the caller checked it may be repeated."""
-        if len(self._answers) >= REMEMBERED:
-            self._answers.clear()
         entry = outcome.entry
-        self._answers[request.raw_path] = (render, (entry.etag, entry.created), headers)
+        self._answers.put(request.raw_path, (render, (entry.etag, entry.created), headers))
 
     def answer(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a repeat of a remembered URL, or None to take the long way."""
@@ -52,6 +52,7 @@ class RepeatHits:
         if entry is None:
             del self._answers[request.raw_path]
             return None
+        self._answers.move_to_end(request.raw_path)
         self.served += 1
         request[OUTCOME] = Outcome(entry, HIT, self.pipeline.memory.name)
         return web.Response(body=entry.body, headers=headers)

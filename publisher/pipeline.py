@@ -35,10 +35,10 @@ import asyncio
 import copy
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from .bounded import Bounded
 from .cache import Entry, MemoryCache
 from .data import NO_DATA, DataWatch
 from .errors import Overloaded, PublisherError
@@ -115,7 +115,7 @@ class Pipeline:
         self.below = below
         self.freshness = freshness
         self.error_ttl = error_ttl
-        self._failures: OrderedDict[str, tuple[float, PublisherError]] = OrderedDict()
+        self._failures: Bounded[str, tuple[float, PublisherError]] = Bounded(REMEMBERED_FAILURES)
         self._revalidations: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -186,10 +186,7 @@ class Pipeline:
         if isinstance(error, Overloaded) or self.error_ttl <= 0:
             return  # the server's load, not the render's fault
         stored = copy.copy(error).with_traceback(None)
-        self._failures[key] = (self.freshness.clock() + self.error_ttl, stored)
-        self._failures.move_to_end(key)
-        if len(self._failures) > REMEMBERED_FAILURES:
-            self._failures.popitem(last=False)
+        self._failures.put(key, (self.freshness.clock() + self.error_ttl, stored))
 
 
 class _Flight:

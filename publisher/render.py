@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
+from .bounded import Bounded
 from .cache import Entry
 from .catalog import Chart, Notebook
 from .data import NO_DATA, Data, declared, merged
@@ -45,7 +45,7 @@ class Renderer:
         self.pool = pool
         self.root = root  # the notebooks' folder: modules imported from it are forgotten after
         self.clock = clock
-        self._data: OrderedDict[tuple[str, str, str], Data] = OrderedDict()
+        self._data: Bounded[tuple[str, str, str], Data] = Bounded(REMEMBERED_DATA)
 
     async def __call__(self, request: RenderRequest, started: Started) -> Entry:
         options, notebook = request.query.options, request.notebook
@@ -82,10 +82,7 @@ class Renderer:
                 data.dropped,
             )
         chart = (notebook.id, notebook.digest, request.chart.name)
-        self._data[chart] = data
-        self._data.move_to_end(chart)
-        if len(self._data) > REMEMBERED_DATA:
-            self._data.popitem(last=False)
+        self._data.put(chart, data)
         return data
 
     def _job(self, request: RenderRequest) -> Job:

@@ -9,10 +9,10 @@ about what a chart is.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
+from .bounded import Bounded
 from .cache import DiskCache, Entry
 from .catalog import Catalog, Chart, Notebook
 from .data import Data
@@ -53,7 +53,7 @@ class Publisher:
         self.disk = disk
         self.redis = redis
         self.clock = renderer.clock
-        self._resolved: OrderedDict[tuple[object, ...], RenderRequest] = OrderedDict()
+        self._resolved: Bounded[tuple[object, ...], RenderRequest] = Bounded(RESOLVED_URLS)
 
     def resolve(self, notebook: Notebook, chart: Chart, query: str, fmt: str) -> RenderRequest:
         """The render a chart and a raw query string name; raises the 4xx it deserves.
@@ -70,9 +70,7 @@ class Publisher:
         parsed = read_query(notebook, items, fmt, self.settings)
         key = render_key(notebook.id, notebook.digest, chart.name, parsed.values, parsed.options)
         request = RenderRequest(notebook, chart, parsed, key)
-        self._resolved[seen] = request
-        if len(self._resolved) > RESOLVED_URLS:
-            self._resolved.popitem(last=False)
+        self._resolved.put(seen, request)
         return request
 
     async def get(self, request: RenderRequest) -> Outcome:

@@ -16,6 +16,7 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from publisher import hits
 from publisher.cache import Entry
 from publisher.logs import ACCESS_LOG
 from publisher.signing import sign_url
@@ -166,3 +167,21 @@ async def test_a_signed_url_is_answered_short_unless_it_expires(signed: TestClie
     assert short == 0 and repeat.status == 200
     tampered = lasting.replace("_dpi=41", "_dpi=43")
     assert (await signed.get(tampered)).status == 403
+
+
+async def test_a_page_of_more_urls_than_remembered_keeps_its_busy_ones_short(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound the URL answered longest ago is forgotten, not the whole map."""
+    monkeypatch.setattr(hits, "REMEMBERED", 2)
+    async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as small:
+        busy, quiet, new = (f"/charts/bars.png?_dpi={dpi}" for dpi in (50, 51, 52))
+        assert (await twice(small, busy))[2] == 1
+        assert (await twice(small, quiet))[2] == 1
+        assert (await twice(small, busy))[2] == 1  # touched: now the one answered last
+        await twice(small, new)  # a third URL: one of the two must go
+        before = served(small)
+        await small.get(busy)
+        assert served(small) == before + 1
+        await small.get(quiet)
+        assert served(small) == before + 1  # forgotten: the long way, which remembers it again
