@@ -39,7 +39,12 @@ def create_app(settings: Settings, service: Publisher | None = None) -> web.Appl
     service = service or build(settings)
     metrics = Metrics(service.pool)
     hits = RepeatHits(service.catalog, service.pipeline)
-    use_connections(app, settings.header_timeout, _front(hits, metrics))
+    use_connections(
+        app,
+        settings.header_timeout,
+        _front(hits, metrics),
+        lambda status: metrics.answered(status, None),
+    )
     setup_headers(app, settings.frame_ancestors)
     app[state.SETTINGS] = settings
     app[state.SERVICE] = service
@@ -96,7 +101,13 @@ async def _health(service: Publisher) -> dict[str, Any]:
             "revalidating": service.pipeline.revalidating,
         },
         # charts and listings wait for the first read of the notebooks
-        "catalog": {"read": listing is not None, "notebooks": len(listing or ())},
+        "catalog": {
+            "read": listing is not None,
+            "notebooks": len(listing or ()),
+            # the folder no longer reads: the last listing answers, reported, not fatal
+            "scan_error": service.catalog.scan_error,
+            "scan_failing_since": service.catalog.scan_failing_since,
+        },
         # a Redis outage is reported, not fatal: servers go on from their local tiers
         "redis": service.redis.health() if service.redis else {"configured": False},
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -31,9 +32,17 @@ from typing import Any
 import nbformat
 
 from .browse import Listing, path_key
-from .errors import BrokenNotebook, PublisherError, UnknownChart, UnknownNotebook
+from .errors import (
+    BrokenNotebook,
+    NotebooksUnreadable,
+    PublisherError,
+    UnknownChart,
+    UnknownNotebook,
+)
 from .logs import CONTROL, escape
 from .parameters import Parameter, read_parameters
+
+log = logging.getLogger(__name__)
 
 SUFFIX = ".ipynb"
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
@@ -214,6 +223,9 @@ class Catalog:
         self._lock = threading.Lock()  # one scan at a time
         self._scans_started = self._scans_finished = 0
         self._scan_ended: asyncio.Event | None = None
+        # why the background scans fail, and since when (wall clock); None while they work
+        self.scan_error: str | None = None
+        self.scan_failing_since: float | None = None
 
     def get(self, id: str) -> Notebook:
         """The notebook with this id, even one that cannot be served; 404 if there is none."""
@@ -287,6 +299,8 @@ class Catalog:
     async def current(self) -> Listing:
         """The listing for a request: in the server, the first scan's, once it has finished."""
         while self.watched and self._listing is None:
+            if self.scan_error is not None:
+                raise NotebooksUnreadable("the notebook folder cannot be read")
             await self._next_scan_end()
         return self.listing()
 
@@ -320,11 +334,26 @@ class Catalog:
             return listing
 
     async def refresh(self) -> None:
-        """One scan in a thread, so the event loop goes on answering while files are read."""
+        """One scan in a thread, so the event loop goes on answering while files are read.
+
+        A scan that fails (the folder unmounted or removed) changes nothing: the
+        last listing goes on answering, ``scan_error`` says why, and the log says
+        so once, not at every scan, and again once the folder reads again.
+        """
         self._scans_started += 1
         mine = self._scans_started
         try:
             await asyncio.to_thread(self.scan)
+        except Exception as e:
+            error = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+            if error != self.scan_error:
+                log.error("cannot read the notebook folder %s: %s", self.root, error, exc_info=True)
+            self.scan_error = error
+            self.scan_failing_since = self.scan_failing_since or time.time()
+        else:
+            if self.scan_error is not None:
+                log.warning("the notebook folder %s reads again", self.root)
+            self.scan_error = self.scan_failing_since = None
         finally:
             self._scans_finished = max(self._scans_finished, mine)
             ended, self._scan_ended = self._scan_ended, None
@@ -398,7 +427,10 @@ class Catalog:
 
     def _found(self, now: float) -> dict[str, _Found]:
         if now - self._index[0] >= self.scan_interval:
-            self._index = (now, self._walk())
+            try:
+                self._index = (now, self._walk())
+            except OSError:
+                raise NotebooksUnreadable("the notebook folder cannot be read") from None
         return self._index[1]
 
     def _walk(self) -> dict[str, _Found]:
@@ -417,6 +449,8 @@ class Catalog:
                 with os.scandir(folder) as listed:
                     entries = list(listed)
             except OSError:  # a folder we may not read: go on without it, as os.walk does
+                if not rel:
+                    raise  # the root itself: a scan that sees nothing must not empty the listing
                 continue
             for entry in entries:
                 if _hidden(entry.name):

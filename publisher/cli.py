@@ -56,8 +56,6 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
     from .app import run
 
     settings = _settings(notebook_dir=notebook_dir, **options)
-    if not settings.notebook_dir.is_dir():
-        raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
     settings = settings.replace(secret=_secret(settings.secret_file))
     _forbid_dumping()  # before the first kernel starts: kernels run as this user
     run(settings)
@@ -66,9 +64,12 @@ def serve(notebook_dir: Path | None, **options: Any) -> None:
 def _settings(**options: Any) -> Settings:
     """Settings from the environment and options; a value that cannot work is a usage error."""
     try:
-        return Settings.from_env(**options)
+        settings = Settings.from_env(**options)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if not settings.notebook_dir.is_dir():
+        raise click.UsageError(f"no notebook folder at {settings.notebook_dir}")
+    return settings
 
 
 def _forbid_dumping() -> None:

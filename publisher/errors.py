@@ -114,5 +114,11 @@ class ShuttingDown(Overloaded):
     code = "shutting_down"
 
 
+class NotebooksUnreadable(PublisherError):
+    """The notebook folder could not be read, and no earlier read is there to answer from."""
+
+    status, code = 503, "notebooks_unreadable"
+
+
 class RenderTimeout(PublisherError):
     status, code = 504, "timeout"

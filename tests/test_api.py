@@ -36,6 +36,7 @@ from .corpus import (
     natural,
     write_corpus,
 )
+from .notebooks import IMPORTS, chart, write_notebook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -243,7 +244,34 @@ async def test_healthz_says_the_notebooks_are_read(
     client: TestClient, corpus: tuple[Path, list[str]]
 ) -> None:
     health = await (await client.get("/healthz")).json()
-    assert health["catalog"] == {"read": True, "notebooks": len(corpus[1])}
+    assert health["catalog"] == {
+        "read": True,
+        "notebooks": len(corpus[1]),
+        "scan_error": None,
+        "scan_failing_since": None,
+    }
+
+
+async def test_healthz_says_when_the_folder_stops_reading(tmp_path: Path) -> None:
+    """Reported, not fatal: the last listing goes on answering, as with a Redis outage."""
+    folder = tmp_path / "notebooks"
+    write_notebook(folder / "nb.ipynb", [IMPORTS, chart()])
+    async with serve(test_settings(folder, tmp_path / "cache")) as client:
+        service = client.app[SERVICE]
+        await service.catalog.scanned()
+        folder.rename(tmp_path / "unmounted")
+        await service.catalog.scanned()
+        response = await client.get("/healthz")
+        health = await response.json()
+        assert response.status == 200 and health["ok"]
+        assert health["catalog"]["scan_error"] == "FileNotFoundError: No such file or directory"
+        assert health["catalog"]["scan_failing_since"] > 0
+        listed = await (await client.get("/api/notebooks")).json()
+        assert [nb["id"] for nb in listed["notebooks"]] == ["nb"]
+        (tmp_path / "unmounted").rename(folder)
+        await service.catalog.scanned()
+        health = await (await client.get("/healthz")).json()
+        assert health["catalog"]["scan_error"] is None
 
 
 async def test_publisher_list_gives_the_same_natural_order(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import unicodedata
@@ -15,7 +16,7 @@ import pytest
 from publisher import catalog as catalog_module
 from publisher.api import notebook_json
 from publisher.catalog import Catalog
-from publisher.errors import BrokenNotebook, UnknownChart, UnknownNotebook
+from publisher.errors import BrokenNotebook, NotebooksUnreadable, UnknownChart, UnknownNotebook
 
 from .notebooks import IMPORTS, chart, write_notebook
 
@@ -440,12 +441,52 @@ async def test_a_failed_scan_wakes_its_waiters_and_the_next_one_recovers(
     await asyncio.sleep(0)
     scan = catalog.scan
     monkeypatch.setattr(catalog, "scan", lambda: 1 / 0)
-    with pytest.raises(ZeroDivisionError):  # the background task logs it and goes on
-        await catalog.refresh()
+    await catalog.refresh()
+    assert catalog.scan_error == "ZeroDivisionError: division by zero"
     await waiter  # not left waiting for a scan that will never end
     monkeypatch.setattr(catalog, "scan", scan)
     await catalog.refresh()
     assert [nb.id for nb in (await catalog.current()).notebooks] == ["nb"]
+    assert catalog.scan_error is None
+
+
+async def test_a_folder_gone_keeps_the_last_listing_and_says_why_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unmounted or removed folder is a failed scan, not a folder without notebooks."""
+    folder = tmp_path / "notebooks"
+    write_notebook(folder / "nb.ipynb", [chart()])
+    catalog = watched(folder)
+    folder.rename(tmp_path / "away")
+    with caplog.at_level(logging.INFO, logger="publisher.catalog"):
+        for _ in range(3):
+            await catalog.refresh()
+        assert catalog.scan_error == "FileNotFoundError: No such file or directory"
+        assert catalog.scan_failing_since is not None
+        assert [nb.id for nb in (await catalog.current()).notebooks] == ["nb"]
+        assert catalog.get("nb").error is None
+        (tmp_path / "away").rename(folder)
+        await catalog.refresh()
+    assert catalog.scan_error is None and catalog.scan_failing_since is None
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [
+        f"cannot read the notebook folder {folder}: FileNotFoundError: No such file or directory",
+        f"the notebook folder {folder} reads again",
+    ]
+
+
+async def test_before_any_read_a_folder_that_cannot_be_read_is_a_503(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "notebooks")  # not there (any more)
+    catalog.watched = True
+    waiting = asyncio.ensure_future(catalog.current())
+    await asyncio.sleep(0)
+    await catalog.refresh()
+    with pytest.raises(NotebooksUnreadable) as raised:
+        await waiting
+    assert raised.value.status == 503
+    assert str(tmp_path) not in raised.value.message  # no server path for the asker
+    with pytest.raises(NotebooksUnreadable):  # a chart's lookup alone, before any read
+        catalog.get("nb")
 
 
 def test_a_folder_that_cannot_be_read_is_left_out(

@@ -303,8 +303,11 @@ def test_serve_stops_when_it_cannot_hide_its_environment(
     assert served == []
 
 
-def test_serve_refuses_a_missing_folder(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["serve", str(tmp_path / "missing")])
+@pytest.mark.parametrize(
+    "command", [["serve"], ["list"], ["render", "sales", "--notebooks"]], ids=lambda c: c[0]
+)
+def test_every_command_refuses_a_missing_folder(tmp_path: Path, command: list[str]) -> None:
+    result = CliRunner().invoke(main, [*command, str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no notebook folder" in result.output
 
 
