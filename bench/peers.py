@@ -51,6 +51,21 @@ KG_SETUP = IMPORTS + (
 KG_GET = "seed = int(json.loads(REQUEST)['args']['seed'][0])\n" + DRAW + "\nbuf = io.BytesIO()\n"
 KG_KEEP = "\nplt.close(fig)\nNAME = keep(buf.getvalue())"
 KG_RESPONSE = "print(json.dumps({'status': 303, 'headers': {'Location': '/public/' + NAME}}))"
+ALONE = (  # the chart alone: the figure and the inline backend's print, nothing around them
+    "import resource, sys, matplotlib\n"
+    "matplotlib.use('module://matplotlib_inline.backend_inline')\n"
+    "from IPython.core.pylabtools import print_figure\n"
+    f"{IMPORTS}\n"
+    "def once(seed):\n"
+    + "".join(f"    {line}\n" for line in DRAW.splitlines())
+    + "    print_figure(fig, 'png', bbox_inches='tight')\n    plt.close(fig)\n"
+    "def cpu():\n    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    return r.ru_utime + r.ru_stime\n"
+    "for seed in range(10): once(seed)\n"
+    "n, began = int(sys.argv[1]), cpu()\n"
+    "for seed in range(n): once(1000 + seed)\n"
+    "print((cpu() - began) / n)\n"
+)
 FIGURES = [(f"renders/s, {c} client(s)", f"rps c={c}", 1) for c in (1, 4)]
 FIGURES += [(f"{p} ms, {c} client(s)", f"{p} c={c}", 1000) for p in ("p50", "p95") for c in (1, 4)]
 
@@ -60,6 +75,7 @@ class Peers(Bench):
     targets: dict[str, str]  # name -> URL but the seed
     owners: dict[str, common.Child]  # name -> the server that answers it
     cpu: dict[str, dict[str, list[float]]]  # name -> server/kernels -> CPU s a render, per run
+    cpu_ms: dict[str, dict[str, float]]  # name -> the same, median of rounds, in ms
 
     def phases(self) -> Iterator[tuple[str, Callable[[], list[Row]]]]:
         n, rounds = self.args.requests, self.args.rounds
@@ -67,6 +83,7 @@ class Peers(Bench):
         yield f"start publisher and Kernel Gateway, {KERNELS} kernels each", self.start_both
         yield "warm up (every kernel's first figures), then one seed on each", self.warm_up
         yield f"{rounds} rounds, ABC then CBA: {n} renders at c=1, then {2 * n} at c=4", self.rounds
+        yield "the chart alone in one process (figure and inline print), 3 x 60", self.alone
         if self.args.memory_renders:
             yield f"publisher's kernels over {self.args.memory_renders} more renders", self.memory
 
@@ -170,7 +187,7 @@ class Peers(Bench):
         for label, key, scale in FIGURES:
             p, t, s = (med[n][key] * scale for n in self.targets)
             rows.append((label, f"{p:.1f}", f"{t:.1f} ({p / t:.2f}x), {s:.1f} ({p / s:.2f}x)"))
-        cpu = {
+        self.cpu_ms = cpu = {
             n: {k: 1000 * statistics.median(v) for k, v in c.items()} for n, c in self.cpu.items()
         }
         for c in (1, 4):
@@ -180,6 +197,34 @@ class Peers(Bench):
         static = f"{self.kg}/public/{next((self.tmp / 'kg-public').iterdir()).name}"
         hop = statistics.median(common.timed(static)[1] for _ in range(20))
         return rows + [("KG's 303 hop alone (GET /public/NAME.png), median", ms(hop), "")]
+
+    def alone(self) -> list[Row]:
+        """What neither server can avoid, and so how far ahead the rest could put publisher."""
+        runs = [
+            float(subprocess.check_output([sys.executable, "-c", ALONE, "60"], text=True))
+            for _ in range(3)
+        ]
+        chart = 1000 * statistics.median(runs)
+        total = {n: c["server c=4"] + c["kernels c=4"] for n, c in self.cpu_ms.items()}
+        publisher, kg = total["publisher"], total["KG tight"]
+        return [
+            ("chart alone, one process: CPU ms a render", f"{chart:.1f}", "figure + inline print"),
+            (
+                "CPU ms a render beyond the chart, 4 clients",
+                f"{publisher - chart:.1f}",
+                f"KG tight {kg - chart:.1f}",
+            ),
+            (
+                "publisher / KG tight at 4 clients, at most",
+                f"{kg / chart:.2f}x",
+                "if nothing but the chart cost publisher CPU",
+            ),
+            (
+                "left for all but the chart, for 1.2x KG tight",
+                f"{kg / 1.2 - chart:.1f} ms",
+                "server, execute requests, reset",
+            ),
+        ]
 
     def memory(self) -> list[Row]:
         """Kernel memory after many renders: what the reset leaves behind adds up here."""

@@ -137,6 +137,8 @@ class Connection(web.RequestHandler):
         )
         response.headers.update(NOSNIFF)
         response.force_close()
+        if isinstance(self._server, Connections):
+            self._server.answered(response.status)
         return response
 
 
@@ -159,7 +161,13 @@ class Connections(web.Server):
     the timeout).
     """
 
-    def __init__(self, server: web.Server, header_timeout: float, handler: Handler) -> None:
+    def __init__(
+        self,
+        server: web.Server,
+        header_timeout: float,
+        handler: Handler,
+        answered: Callable[[int], None],
+    ) -> None:
         super().__init__(
             handler,
             request_factory=server.request_factory,
@@ -168,6 +176,7 @@ class Connections(web.Server):
             **server._kwargs,
         )
         self.header_timeout = header_timeout
+        self.answered = answered  # counts an answer the app's own handler never gave
         self._sweep: asyncio.TimerHandle | None = None
 
     def watch(self) -> None:
@@ -192,14 +201,18 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def use_connections(
-    app: web.Application, header_timeout: float, front: Callable[[Handler], Handler]
+    app: web.Application,
+    header_timeout: float,
+    front: Callable[[Handler], Handler],
+    answered: Callable[[int], None],
 ) -> None:
     """Every runner of ``app`` serves it through ``Connection``s with this header deadline,
-    and hands each request to ``front(the app's own handler)``."""
+    and hands each request to ``front(the app's own handler)``; ``answered`` counts the
+    answers given without it (a 400 for what aiohttp could not parse, a 408)."""
     make_server = app._make_handler
 
     def make_handler(**kwargs: Any) -> web.Server:
         server = make_server(**kwargs)
-        return Connections(server, header_timeout, front(server.request_handler))
+        return Connections(server, header_timeout, front(server.request_handler), answered)
 
     app._make_handler = make_handler  # type: ignore[method-assign]

@@ -193,3 +193,19 @@ async def test_publisher_serve_answers_the_same_way(served: str) -> None:
 
     assert json_error(answers[0], 408)["code"] == "request_timeout"
     assert "longer than 8190 bytes" in json_error(answers[1], 400)["message"]
+
+
+async def test_answers_given_before_routing_are_counted_in_metrics(client: TestClient) -> None:
+    async def counted(status: int) -> float:
+        text = await (await client.get("/metrics")).text()
+        line = f'publisher_requests_total{{status="{status}"}} '
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    before = {status: await counted(status) for status in (400, 408)}
+    for request in (PARTIAL, b"NOT HTTP AT ALL\r\n\r\n"):
+        reader, writer = await connect(client)
+        writer.write(request)
+        await answer_and_close(reader)
+        writer.close()
+    assert await counted(408) == before[408] + 1
+    assert await counted(400) == before[400] + 1
