@@ -122,6 +122,12 @@ class Place:
     problem: str | None = None
 
 
+# PAGE_LINKS: the gallery is served at "/" only, and every link on it (charts, assets, the
+# API, other gallery pages) is relative to the page, "./charts/..." rather than "/charts/...",
+# so the page works unchanged behind a proxy that serves it under a path prefix. Snippets are
+# for pasting elsewhere: they are absolute, on ``public_base``.
+
+
 def gallery_url(folder: str = "", query: str = "", page: int = 1) -> str:
     """A gallery page's address relative to the page, so it holds behind a path prefix too."""
     keys = [("folder", folder), ("q", query), ("page", str(page) if page > 1 else "")]
@@ -147,7 +153,7 @@ def setup_gallery(app: web.Application) -> None:
     static = app.router.add_static("/static/", STATIC, name="static", append_version=True)
     # url_for reads and hashes the file on every call: once per server is enough
     app[ASSETS] = {
-        name: str(static.url_for(filename=name))
+        name: "." + str(static.url_for(filename=name))  # the page's own links: see PAGE_LINKS
         for name in ("gallery.css", "gallery.js", "favicon.svg")
     }
     app.on_response_prepare.append(_cache_versioned_assets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import subprocess
 import sys
 import time
@@ -95,6 +96,60 @@ def signed_server(
     tmp = tmp_path_factory.mktemp("signed")
     (tmp / "secret").write_text(SECRET + "\n")  # the key never goes on a command line
     yield from _serve(notebook_dir, tmp, "--secret-file", str(tmp / "secret"))
+
+
+PREFIX = "/charts-proxy"
+PROXY = """
+import sys
+from aiohttp import ClientSession, web
+
+port, upstream, prefix = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+KEPT = {"accept", "if-none-match"}
+DROPPED = {"content-length", "content-encoding", "transfer-encoding", "connection"}
+
+async def forward(request):
+    path = request.raw_path.removeprefix(prefix) or "/"
+    headers = {k: v for k, v in request.headers.items() if k.lower() in KEPT}
+    async with request.app["client"].request(
+        request.method, upstream + path, headers=headers, allow_redirects=False
+    ) as answer:
+        body = await answer.read()
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in DROPPED}
+        return web.Response(status=answer.status, headers=kept, body=body)
+
+async def client(app):
+    app["client"] = ClientSession(auto_decompress=False)
+    yield
+    await app["client"].close()
+
+app = web.Application()
+app.cleanup_ctx.append(client)
+app.router.add_route("GET", prefix + "/{tail:.*}", forward)
+web.run_app(app, host="127.0.0.1", port=port, print=None)
+"""
+
+
+@pytest.fixture(scope="module")
+def prefixed(
+    chromium: Path, notebook_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The server behind a reverse proxy that serves it under PREFIX, as ``--public-url`` says."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}{PREFIX}"
+    for upstream in _serve(
+        notebook_dir, tmp_path_factory.mktemp("prefixed"), "--public-url", public
+    ):
+        proxy = subprocess.Popen([sys.executable, "-c", PROXY, str(port), upstream, PREFIX])
+        try:
+            _wait_healthy(proxy, public, Path(os.devnull))
+            yield public
+        finally:
+            stop(proxy)
+
+
+@pytest.fixture
+def prefixed_session(browser: Browser, prefixed: str) -> Iterator[Session]:
+    yield from _session(browser, prefixed)
 
 
 @pytest.fixture
@@ -269,7 +324,7 @@ def test_changing_a_parameter_loads_the_new_chart(session: Session) -> None:
     assert image.get_attribute("src") != default_src
     expect(card.locator(".chart-message")).to_be_empty()
     expect(card.locator("a", has_text="SVG")).to_have_attribute(
-        "href", "/charts/timeseries/chart.svg?window=21"
+        "href", "./charts/timeseries/chart.svg?window=21"
     )
 
 
@@ -403,3 +458,25 @@ def test_default_charts_and_snippets_work_without_javascript(browser: Browser, s
         expect(page.locator(f"{TIMESERIES} [data-snippet=url]")).to_have_value(url)
     finally:
         context.close()
+
+
+def test_behind_a_path_prefix_proxy_every_link_keeps_the_prefix(
+    prefixed_session: Session,
+) -> None:
+    """Charts, assets, previews, the API links: the page asks nothing outside the prefix."""
+    session, prefixed = prefixed_session, prefixed_session.origin
+    page = session.page
+    page.goto(prefixed + "/")
+    _load_every_image(page)
+    expect(page.locator("html")).to_have_class(re.compile(r"\bjs\b"))  # gallery.js ran
+    assert page.evaluate("document.styleSheets[0].cssRules.length") > 0
+    card = page.locator(TIMESERIES)
+    card.locator("input[name=window]").fill("21")
+    _wait_loaded_with(card.locator("img"), "window=21")
+    url = f"{prefixed}/charts/timeseries/chart.png?window=21"
+    expect(card.locator("[data-snippet=url]")).to_have_value(url)
+    json_link = page.locator("section[data-notebook='timeseries'] a", has_text="JSON")
+    assert page.request.get(json_link.evaluate("a => a.href")).json()["id"] == "timeseries"
+    outside = [u for u in session.requests if not u.startswith(prefixed + "/")]
+    assert outside == [] and any("/charts/" in u for u in session.requests)
+    assert session.page_errors == [] and session.console_errors == []

@@ -37,7 +37,7 @@ def policy(header: str) -> dict[str, list[str]]:
 
 async def asset_url(client: TestClient, name: str) -> str:
     page = await (await client.get("/")).text()
-    found = re.search(rf'"(/static/{re.escape(name)}\?v=[^"]+)"', page)
+    found = re.search(rf'"\.(/static/{re.escape(name)}\?v=[^"]+)"', page)  # page-relative
     assert found is not None, name
     return found.group(1)
 

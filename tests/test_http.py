@@ -311,7 +311,7 @@ async def test_gallery_page_links_versioned_assets_cached_for_good(client: TestC
     page = await client.get("/")
     text = await page.text()
     assert page.status == 200 and page.content_type == "text/html"
-    css = re.search(r'href="(/static/gallery\.css\?v=[^"]+)"', text)
+    css = re.search(r'href="\.(/static/gallery\.css\?v=[^"]+)"', text)  # page-relative
     assert css is not None
     asset = await client.get(css.group(1))
     assert asset.status == 200

@@ -108,6 +108,7 @@
     fillSnippets(card, card.dataset.url, card.dataset.url2x);
     if (!form) return;
 
+    // relative to this page, to fetch and show it (behind a proxy's path prefix too)
     const current = (query = queryOf(form)) => {
       const url = form.dataset.base + query;
       return [url, withDpi(url)];
@@ -115,7 +116,8 @@
 
     const refresh = () => {
       const query = queryOf(form);
-      fillSnippets(card, ...current(query));
+      const path = card.dataset.url + query; // from the server's root, for the snippets
+      fillSnippets(card, path, withDpi(path));
       for (const link of card.querySelectorAll("a[data-base]")) link.href = link.dataset.base + query;
     };
 
