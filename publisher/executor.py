@@ -181,24 +181,25 @@ class Kernel:
         last = max(i for i, source in enumerate(sources) if source.strip())  # blanks: not sent
         try:
             for index, cell in enumerate(client.nb.cells):
+                mark = None
                 try:
                     await client.async_execute_cell(cell, index, store_history=False)
                 except DeadKernelError:
-                    if not (reported and index == last and _answered(cell.outputs)):
+                    if not (reported and index == last):
+                        raise
+                    mark, self.reset_report = _take_reset(cell.outputs)
+                    if mark is None:
                         raise
                     self.died_resetting = True  # the render is whole; the kernel is lost
                     log.warning("kernel %s died resetting itself after a render", self.pid)
-                    if failed := _error(cell.outputs):  # what nbclient would read in the reply
-                        raise failed from None
+                    if mark["error"]:  # nbclient never read the reply: the mark carries it
+                        raise _failed(*mark["error"]) from None
                 finally:  # a last cell that raised has reset the kernel too
-                    if reported and index == last:
-                        self.reset_report = _take_report(cell.outputs)
+                    if reported and index == last and mark is None:
+                        _, self.reset_report = _take_reset(cell.outputs)
                 outputs.append(list(cell.outputs))
         except CellExecutionError as e:
-            raise NotebookFailed(
-                f"{e.ename}: {e.evalue}" if e.evalue else e.ename,
-                exception=e.ename,
-            ) from None
+            raise _failed(e.ename, e.evalue) from None
         except CellTimeoutError:
             raise RenderTimeout("the render took longer than its time limit") from None
         except DeadKernelError:
@@ -241,33 +242,31 @@ def _notebook(sources: tuple[str, ...]) -> Any:
     return nbformat.from_dict({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 
 
-def _take_report(outputs: list[Any]) -> ResetReport | None:
-    """Remove the kernel's reset report from a cell's outputs, and return it: the last
-    output, since the reset runs after all of the cell's own. The mark before the
-    reset (``_answered``) goes too."""
-    report = _take(outputs, RESET_MIME)
-    _take(outputs, ANSWERED_MIME)
-    return None if report is None else ResetReport(list(report["changed"]), int(report["rss"]))
+def _take_reset(outputs: list[Any]) -> tuple[dict[str, Any] | None, ResetReport | None]:
+    """Remove what the kernel's reset added to the last cell's outputs; returns the mark it
+    sent first (``kernel_side._reset_after_reply``), and its report.
+
+    From the last mark on, every output is the reset's: its report, and whatever
+    the notebook's finalizers printed as the reset freed them. A reset in a request
+    of its own sends no mark; its report is the last output.
+    """
+    marks = [i for i, output in enumerate(outputs) if ANSWERED_MIME in output.get("data", {})]
+    if not marks:
+        if not outputs or RESET_MIME not in outputs[-1].get("data", {}):
+            return None, None
+        return None, _report(outputs.pop()["data"][RESET_MIME])
+    mark, reset = outputs[marks[-1]]["data"][ANSWERED_MIME], outputs[marks[-1] + 1 :]
+    del outputs[marks[-1] :]
+    reports = [
+        output["data"][RESET_MIME] for output in reset if RESET_MIME in output.get("data", {})
+    ]
+    return mark, _report(reports[-1]) if reports else None
 
 
-def _answered(outputs: list[Any]) -> bool:
-    """Whether the kernel said the render's outputs were all out (and it began its reset)."""
-    return bool(outputs) and ANSWERED_MIME in outputs[-1].get("data", {})
+def _report(data: dict[str, Any]) -> ResetReport:
+    return ResetReport(list(data["changed"]), int(data["rss"]))
 
 
-def _take(outputs: list[Any], mime: str) -> Any:
-    """The last output's data of type ``mime``, removed from ``outputs``; None: not there."""
-    if not outputs or (data := outputs[-1].get("data", {}).get(mime)) is None:
-        return None
-    outputs.pop()
-    return data
-
-
-def _error(outputs: list[Any]) -> NotebookFailed | None:
-    """The cell's error as ``_run_cells`` reports nbclient's: nbclient never read the reply
-    of a kernel that died before idle, but the error output had come."""
-    for output in outputs:
-        if output.get("output_type") == "error":
-            name, value = output.get("ename", ""), output.get("evalue", "")
-            return NotebookFailed(f"{name}: {value}" if value else name, exception=name)
-    return None
+def _failed(name: str, value: str) -> NotebookFailed:
+    """The notebook's exception, as its execute reply names it."""
+    return NotebookFailed(f"{name}: {value}" if value else name, exception=name)

@@ -240,27 +240,39 @@ def _reset_after_reply(kernel: Any) -> Callable[[], None]:
     milliseconds of CPU on each side). It runs after every callback the
     notebook could register for the cell's end.
 
-    A mark goes out first: the reset runs notebook code too (finalizers), and
-    if that kills the kernel, the mark tells the server that every output of the
-    render had already come, so the render still counts; only the kernel is lost.
+    A mark goes out first, with the cell's error as its reply gave it: the reset
+    runs notebook code too (finalizers), which may print, or kill the kernel. The
+    server takes what comes after the mark as the reset's, and if the kernel dies,
+    the mark tells it that every output of the render had already come, so the
+    render still counts (or fails as it did); only the kernel is lost.
     """
     handled = kernel.post_handler_hook
 
     def post_handler_hook() -> None:
         handled()
         if _render["reset_asked"] and _last_request() and _executing(kernel):
+            from IPython import get_ipython
             from IPython.display import publish_display_data
 
-            publish_display_data({ANSWERED_MIME: {}})
+            publish_display_data({ANSWERED_MIME: {"error": _reply_error(get_ipython())}})
             _sent(kernel)
             reset()
 
     return post_handler_hook
 
 
+def _reply_error(shell: Any) -> list[str] | None:
+    """The request's error as ipykernel's execute reply names it: [ename, evalue], or None."""
+    result = shell.last_execution_result
+    if result is None or result.success:
+        return None
+    error = result.error_before_exec or result.error_in_exec
+    return [type(error).__name__, str(error)]
+
+
 def _sent(kernel: Any) -> None:
-    """Until the IOPub thread has handed every output so far to ZeroMQ (as ipykernel's own
-    stream flush waits): a process that ends soon after must not take them with it."""
+    """Until the IOPub thread has handed every output so far to ZeroMQ: a process that
+    ends soon after must not take them with it."""
     done = threading.Event()
     kernel.iopub_thread.schedule(done.set)
     done.wait(1)

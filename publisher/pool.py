@@ -134,7 +134,7 @@ class KernelPool:
 
     def _give_back(self, kernel: Kernel, retire: bool) -> None:
         report, kernel.reset_report = kernel.reset_report, None
-        if retire or self.closed:
+        if retire or self.closed or kernel.died_resetting:
             self._retire(kernel)
         elif report is not None:  # the render's last cell reset it already
             self._judge(kernel, report)

@@ -255,13 +255,47 @@ async def test_a_kernel_that_dies_resetting_itself_still_answers_its_render(
 async def test_a_failed_render_whose_kernel_dies_resetting_is_the_notebooks_error(
     tmp_path: Path,
 ) -> None:
+    """Failed as its reply said: an error the cell only showed (and went on) is no failure."""
+    failing = FUSE + "\nraise ValueError('no data for 2031')"
+    shown = FUSE + "\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    get_ipython().showtraceback()"
     kernel = await Kernel(["matplotlib.pyplot"]).start()
     try:
         kernel.reset_in_render = True
-        failing = FUSE + "\nraise ValueError('no data for 2031')"
         with pytest.raises(NotebookFailed, match="^ValueError: no data for 2031$"):
             await kernel.run(Job(str(tmp_path), ("x = 1", failing), RenderOptions()), 30)
         assert kernel.died_resetting
+        await kernel.shutdown()
+        kernel = await Kernel(["matplotlib.pyplot"]).start()
+        kernel.reset_in_render = True
+        outputs = await kernel.run(Job(str(tmp_path), ("x = 1", shown), RenderOptions()), 30)
+        assert kernel.died_resetting
+        assert [output["output_type"] for output in outputs[-1]] == ["stream", "error"]
+    finally:
+        await kernel.shutdown()
+
+
+async def test_what_the_reset_prints_is_not_the_renders_and_does_not_hide_its_mark(
+    tmp_path: Path,
+) -> None:
+    """A finalizer that says goodbye (a library closing its connection) before it kills
+    the kernel, or without killing it: its words are the reset's."""
+    loud = FUSE.replace("exit(1)", "print('closing', file=__import__('sys').stderr, flush=True)")
+    dying = FUSE.replace(
+        "exit(1)", "print('closing', file=__import__('sys').stderr, flush=True); exit(1)"
+    )
+    kernel = await Kernel(["matplotlib.pyplot"]).start()
+    try:
+        kernel.reset_in_render = True
+        outputs = await kernel.run(Job(str(tmp_path), ("x = 1", loud), RenderOptions()), 30)
+        assert kernel.reset_report is not None and not kernel.died_resetting
+        assert [output["text"] for output in outputs[-1]] == ["drawn\n"]
+        for _ in range(3):  # its words race its death: the mark must hold either way
+            outputs = await kernel.run(Job(str(tmp_path), ("x = 1", dying), RenderOptions()), 30)
+            assert kernel.died_resetting and kernel.reset_report is None
+            assert [output["text"] for output in outputs[-1]] == ["drawn\n"]
+            await kernel.shutdown()
+            kernel = await Kernel(["matplotlib.pyplot"]).start()
+            kernel.reset_in_render = True
     finally:
         await kernel.shutdown()
 

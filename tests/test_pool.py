@@ -363,6 +363,7 @@ class GatedKernel(Kernel):
 
     reset_report: ResetReport | None = None  # never reset by a render: the pool asks
     reset_in_render = False
+    died_resetting = False
 
     def __init__(self, gate: asyncio.Event) -> None:
         self.preload, self.renders, self.gate = [], 0, gate
