@@ -16,7 +16,7 @@ from .assembly import build
 from .background import CleanupContext, every
 from .catalog import MIN_SCAN_SECONDS, Catalog
 from .connections import Handler, use_connections
-from .errors import NotFound, PublisherError
+from .errors import NotebooksUnreadable, NotFound, PublisherError
 from .extract import FORMATS
 from .gallery import setup_gallery
 from .headers import setup_headers
@@ -80,11 +80,13 @@ def create_app(settings: Settings, service: Publisher | None = None) -> web.Appl
 async def _health(service: Publisher) -> dict[str, Any]:
     pool = service.pool
     writable = await asyncio.to_thread(service.disk.writable)  # file I/O: not on the loop
-    listing = service.catalog.latest
+    catalog = service.catalog
+    listing = catalog.latest
     return {
         # a kernel that keeps failing to start (a preload that cannot import) is fatal
         "ok": writable and not pool.closed and pool.failed_starts < 3,
-        "ready": pool.idle + pool.busy > 0,  # alive, and able to render now
+        # alive, and able to render now; not while no read of the notebooks has worked
+        "ready": pool.idle + pool.busy > 0 and (listing is not None or not catalog.scan_error),
         "kernels": {
             "size": pool.size,
             "idle": pool.idle,
@@ -105,8 +107,8 @@ async def _health(service: Publisher) -> dict[str, Any]:
             "read": listing is not None,
             "notebooks": len(listing or ()),
             # the folder no longer reads: the last listing answers, reported, not fatal
-            "scan_error": service.catalog.scan_error,
-            "scan_failing_since": service.catalog.scan_failing_since,
+            "scan_error": catalog.scan_error,
+            "scan_failing_since": catalog.scan_failing_since,
         },
         # a Redis outage is reported, not fatal: servers go on from their local tiers
         "redis": service.redis.health() if service.redis else {"configured": False},
@@ -141,7 +143,13 @@ async def _freeze_once_read(app: web.Application) -> AsyncIterator[None]:
     """
 
     async def freeze() -> None:
-        await app[state.SERVICE].catalog.current()
+        catalog = app[state.SERVICE].catalog
+        while True:
+            try:
+                await catalog.current()
+                break
+            except NotebooksUnreadable:  # not yet: once the folder reads
+                await catalog.scanned()
         gc.freeze()
 
     task = asyncio.ensure_future(freeze())

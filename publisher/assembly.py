@@ -36,7 +36,7 @@ def build(
         settings,
         catalog,
         Pipeline(memory, below, freshness, settings.error_ttl),
-        Renderer(settings, pool, str(catalog.root), clock),
+        Renderer(settings, pool, catalog, clock),
         disk=disk,
         redis=redis,
     )

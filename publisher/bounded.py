@@ -11,14 +11,23 @@ V = TypeVar("V")
 
 
 class Bounded(OrderedDict[K, V]):
-    """Past ``limit`` keys, the one put or touched longest ago goes."""
+    """Past ``limit`` keys, the one set or touched (``move_to_end``) longest ago goes.
+
+    Every way in (``m[k] = v``, ``setdefault``, ``update``) sets an item, and so
+    keeps the bound.
+    """
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
 
-    def put(self, key: K, value: V) -> None:
-        self[key] = value
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
         self.move_to_end(key)
         if len(self) > self.limit:
             self.popitem(last=False)
+
+    def copy(self) -> Bounded[K, V]:
+        twin: Bounded[K, V] = Bounded(self.limit)
+        twin.update(self)
+        return twin

@@ -300,9 +300,15 @@ class Catalog:
         """The listing for a request: in the server, the first scan's, once it has finished."""
         while self.watched and self._listing is None:
             if self.scan_error is not None:
-                raise NotebooksUnreadable("the notebook folder cannot be read")
+                raise NotebooksUnreadable(self.scan_error)
             await self._next_scan_end()
         return self.listing()
+
+    def check_readable(self) -> None:
+        """Raise while the last scan found the folder unreadable: a render now would fail in
+        the kernel, as the notebook's error, with the folder's path in its message."""
+        if self.scan_error is not None:
+            raise NotebooksUnreadable(self.scan_error)
 
     def scan(self) -> Listing:
         """Walk the folder, stat every file, read again only those that changed.
@@ -344,11 +350,10 @@ class Catalog:
         mine = self._scans_started
         try:
             await asyncio.to_thread(self.scan)
-        except Exception as e:
-            error = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
-            if error != self.scan_error:
-                log.error("cannot read the notebook folder %s: %s", self.root, error, exc_info=True)
-            self.scan_error = error
+        except NotebooksUnreadable as e:  # anything else is a bug, logged at every scan
+            if e.message != self.scan_error:
+                log.error("%s: %s", e.message, self.root)
+            self.scan_error = e.message
             self.scan_failing_since = self.scan_failing_since or time.time()
         else:
             if self.scan_error is not None:
@@ -427,10 +432,7 @@ class Catalog:
 
     def _found(self, now: float) -> dict[str, _Found]:
         if now - self._index[0] >= self.scan_interval:
-            try:
-                self._index = (now, self._walk())
-            except OSError:
-                raise NotebooksUnreadable("the notebook folder cannot be read") from None
+            self._index = (now, self._walk())
         return self._index[1]
 
     def _walk(self) -> dict[str, _Found]:
@@ -448,10 +450,15 @@ class Catalog:
             try:
                 with os.scandir(folder) as listed:
                     entries = list(listed)
-            except OSError:  # a folder we may not read: go on without it, as os.walk does
-                if not rel:
-                    raise  # the root itself: a scan that sees nothing must not empty the listing
+            except OSError as e:  # a folder we may not read: go on without it, as os.walk does
+                if not rel:  # the root: a scan that saw nothing must not empty the listing
+                    reason = e.strerror or type(e).__name__
+                    raise NotebooksUnreadable(
+                        f"the notebook folder cannot be read ({reason})"
+                    ) from None
                 continue
+            if not rel and not entries and _removed(folder):
+                raise NotebooksUnreadable("the notebook folder was removed")
             for entry in entries:
                 if _hidden(entry.name):
                     continue
@@ -558,6 +565,15 @@ def _refused(id: str) -> bool:
     if not id or "\x00" in id or os.path.isabs(id) or (_BACKSLASH_SEPARATES and "\\" in id):
         return True
     return any(part in ("", ".", "..") or _hidden(part) for part in id.split("/"))
+
+
+def _removed(folder: str) -> bool:
+    """Whether a folder that lists empty is one that was deleted while open (a bind mount
+    whose source went away): it has no links left."""
+    try:
+        return os.stat(folder).st_nlink == 0
+    except OSError:
+        return True
 
 
 def _hidden(name: str) -> bool:

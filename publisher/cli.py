@@ -206,7 +206,10 @@ async def _render(
 def list_(notebook_dir: Path | None, as_json: bool) -> None:
     """List the notebooks in NOTEBOOK_DIR with their charts and parameters."""
     settings = _settings(notebook_dir=notebook_dir)
-    notebooks = [notebook_json(nb) for nb in Catalog(settings.notebook_dir).all()]  # natural order
+    try:
+        notebooks = [notebook_json(nb) for nb in Catalog(settings.notebook_dir).all()]  # in order
+    except PublisherError as e:
+        raise click.ClickException(f"{e.message} [{e.code}]") from None
     if as_json:  # every notebook on one page: the shape of /api/notebooks without its links
         body = {"notebooks": notebooks, "total": len(notebooks)}
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))

@@ -105,7 +105,9 @@ class DataWatch:
         self._entries: Bounded[int, tuple[Data, float, float | None]] = Bounded(REMEMBERED)
         self._files: dict[str, tuple[float, DataFile | None]] = {}
         self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
-        self._noticed: dict[Data, float] = {}  # data seen changed -> when first seen
+        # data seen changed -> when first seen; past the bound the earliest seen is forgotten,
+        # not every other one (each would start its --max-stale again)
+        self._noticed: Bounded[Data, float] = Bounded(REMEMBERED)
 
     def changed_since(self, data: Data, created: float, now: float) -> float | None:
         """When this server first saw the data changed, or None while it has not.
@@ -124,10 +126,7 @@ class DataWatch:
         since = None
         if self._changed(data, now, created):
             since = self._noticed.setdefault(data, now)
-            if len(self._noticed) > REMEMBERED:
-                self._noticed.clear()
-                since = self._noticed[data] = now
-        self._entries.put(id(data), (data, now, since))
+        self._entries[id(data)] = (data, now, since)
         return since
 
     def _changed(self, data: Data, now: float, created: float) -> bool:

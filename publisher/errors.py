@@ -114,10 +114,17 @@ class ShuttingDown(Overloaded):
     code = "shutting_down"
 
 
-class NotebooksUnreadable(PublisherError):
-    """The notebook folder could not be read, and no earlier read is there to answer from."""
+class NotebooksUnreadable(Overloaded):
+    """The notebook folder cannot be read now: a listing before any read, a render at all.
 
-    status, code = 503, "notebooks_unreadable"
+    An ``Overloaded`` in how it is handled: the server's state, not the notebook's
+    fault, so it is not remembered as a render's failure, and says when to ask again.
+    """
+
+    code = "notebooks_unreadable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:  # a scan or a few later
+        super().__init__(message, retry_after)
 
 
 class RenderTimeout(PublisherError):

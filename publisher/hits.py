@@ -40,7 +40,7 @@ class RepeatHits:
     ) -> None:
         """Keep a memory hit's answer for its URL; the caller checked it may be repeated."""
         entry = outcome.entry
-        self._answers.put(request.raw_path, (render, (entry.etag, entry.created), headers))
+        self._answers[request.raw_path] = (render, (entry.etag, entry.created), headers)
 
     def answer(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a repeat of a remembered URL, or None to take the long way."""

@@ -186,7 +186,7 @@ class Pipeline:
         if isinstance(error, Overloaded) or self.error_ttl <= 0:
             return  # the server's load, not the render's fault
         stored = copy.copy(error).with_traceback(None)
-        self._failures.put(key, (self.freshness.clock() + self.error_ttl, stored))
+        self._failures[key] = (self.freshness.clock() + self.error_ttl, stored)
 
 
 class _Flight:

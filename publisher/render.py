@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .bounded import Bounded
 from .cache import Entry
-from .catalog import Chart, Notebook
+from .catalog import Catalog, Chart, Notebook
 from .data import NO_DATA, Data, declared, merged
 from .executor import Job
 from .extract import FORMATS, chart_image
@@ -39,11 +39,12 @@ class RenderRequest:
 
 class Renderer:
     def __init__(
-        self, settings: Settings, pool: KernelPool, root: str, clock: Clock = time.time
+        self, settings: Settings, pool: KernelPool, catalog: Catalog, clock: Clock = time.time
     ) -> None:
         self.settings = settings
         self.pool = pool
-        self.root = root  # the notebooks' folder: modules imported from it are forgotten after
+        self.catalog = catalog
+        self.root = str(catalog.root)  # modules imported from it are forgotten after a render
         self.clock = clock
         self._data: Bounded[tuple[str, str, str], Data] = Bounded(REMEMBERED_DATA)
 
@@ -52,6 +53,7 @@ class Renderer:
         declared_now = NO_DATA
         if notebook.data:  # before the run, so a file that changes during it is a change
             declared_now = await asyncio.to_thread(declared, notebook.folder, notebook.data)
+        self.catalog.check_readable()
         async with self.pool.kernel(fresh=notebook.fresh_kernel) as kernel:
             started()
             outputs = await kernel.run(self._job(request), self.settings.timeout)
@@ -82,7 +84,7 @@ class Renderer:
                 data.dropped,
             )
         chart = (notebook.id, notebook.digest, request.chart.name)
-        self._data.put(chart, data)
+        self._data[chart] = data
         return data
 
     def _job(self, request: RenderRequest) -> Job:

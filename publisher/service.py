@@ -70,7 +70,7 @@ class Publisher:
         parsed = read_query(notebook, items, fmt, self.settings)
         key = render_key(notebook.id, notebook.digest, chart.name, parsed.values, parsed.options)
         request = RenderRequest(notebook, chart, parsed, key)
-        self._resolved.put(seen, request)
+        self._resolved[seen] = request
         return request
 
     async def get(self, request: RenderRequest) -> Outcome:

@@ -21,6 +21,20 @@ def chart(body: str = "plt.plot([1, 3, 2])", tag: str = "chart") -> tuple[str, l
     return (f"fig, ax = plt.subplots(figsize=(4, 3))\n{body}\nplt.show()", [tag])
 
 
+# An object whose finalizer kills the kernel as the reset frees it. It takes a moment first,
+# as a crashing cleanup does: an exit within microseconds of the kernel's mark can take the
+# mark with it, before ZeroMQ's thread sends it (README, "Warm kernels and isolation").
+FUSE = (
+    "import os, time\n"
+    "class Fuse:\n"
+    "    def __del__(self, exit=os._exit, sleep=time.sleep):  # os may be gone by then\n"
+    "        sleep(0.05)\n"
+    "        exit(1)\n"
+    "fuse = Fuse()\n"
+    "print('drawn')"
+)
+
+
 NOTEBOOKS: dict[str, list[Cell]] = {
     # every parameter type; the chart's title spells back what the kernel received
     "echo": [

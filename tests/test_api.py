@@ -6,6 +6,7 @@ One server for the module, over ``tests/corpus.py``; no chart is rendered.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -252,26 +253,70 @@ async def test_healthz_says_the_notebooks_are_read(
     }
 
 
-async def test_healthz_says_when_the_folder_stops_reading(tmp_path: Path) -> None:
-    """Reported, not fatal: the last listing goes on answering, as with a Redis outage."""
+GONE = "the notebook folder cannot be read (No such file or directory)"
+
+
+async def test_while_the_folder_is_gone_what_was_read_answers_and_renders_wait(
+    tmp_path: Path,
+) -> None:
+    """Reported, not fatal, as with a Redis outage: the last listing and the cached charts
+    answer; a render, which would fail in the kernel, is a 503 to ask again, not remembered."""
     folder = tmp_path / "notebooks"
-    write_notebook(folder / "nb.ipynb", [IMPORTS, chart()])
-    async with serve(test_settings(folder, tmp_path / "cache")) as client:
+    write_notebook(folder / "nb.ipynb", [IMPORTS, ("n = 1", ["parameters"]), chart()])
+    async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
         service = client.app[SERVICE]
         await service.catalog.scanned()
+        assert (await client.get("/charts/nb.png?n=1")).status == 200
         folder.rename(tmp_path / "unmounted")
         await service.catalog.scanned()
         response = await client.get("/healthz")
         health = await response.json()
-        assert response.status == 200 and health["ok"]
-        assert health["catalog"]["scan_error"] == "FileNotFoundError: No such file or directory"
+        assert response.status == 200 and health["ok"] and health["ready"]
+        assert health["catalog"]["scan_error"] == GONE
         assert health["catalog"]["scan_failing_since"] > 0
         listed = await (await client.get("/api/notebooks")).json()
         assert [nb["id"] for nb in listed["notebooks"]] == ["nb"]
+        assert (await client.get("/charts/nb.png?n=1")).status == 200  # cached
+        waits = await client.get("/charts/nb.png?n=2")  # a render
+        assert waits.status == 503 and waits.headers["Retry-After"] == "5"
+        error = await error_of(waits)
+        assert error == {"code": "notebooks_unreadable", "message": GONE}
         (tmp_path / "unmounted").rename(folder)
         await service.catalog.scanned()
         health = await (await client.get("/healthz")).json()
         assert health["catalog"]["scan_error"] is None
+        assert (await client.get("/charts/nb.png?n=2")).status == 200  # not remembered
+
+
+async def test_before_any_read_works_the_server_is_not_ready_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "notebooks"
+    write_notebook(folder / "nb.ipynb", [IMPORTS, chart()])
+    scandir = os.scandir
+
+    def refused(path: str) -> object:
+        if path == str(folder):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
+        catalog = client.app[SERVICE].catalog
+        await client.app[SERVICE].pool.wait_ready()  # kernels up: only the folder keeps it
+        await catalog.scanned()
+        health = await (await client.get("/healthz")).json()
+        assert not health["ready"] and health["catalog"]["read"] is False
+        assert health["catalog"]["scan_error"] == (
+            "the notebook folder cannot be read (Permission denied)"
+        )
+        listing = await client.get("/api/notebooks")
+        assert listing.status == 503
+        assert (await error_of(listing))["code"] == "notebooks_unreadable"
+        monkeypatch.setattr(os, "scandir", scandir)
+        await catalog.scanned()
+        assert (await (await client.get("/healthz")).json())["ready"]
+        assert (await client.get("/api/notebooks")).status == 200
 
 
 async def test_publisher_list_gives_the_same_natural_order(

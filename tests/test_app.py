@@ -42,3 +42,27 @@ async def test_serve_freezes_the_heap_once_the_notebooks_are_read(tmp_path: Path
     finally:
         gc.unfreeze()
         await context.aclose()
+
+
+async def test_the_heap_is_frozen_once_a_folder_that_did_not_read_at_first_reads(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "nbs"
+    app = create_app(test_settings(folder, tmp_path / "cache", kernels=1, preload=""))
+    catalog = app[SERVICE].catalog
+    catalog.watched = True  # as the background reading sets it
+    context = _freeze_once_read(app)
+    try:
+        await context.__anext__()
+        await catalog.refresh()  # the folder is not there yet: its first read fails
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert catalog.scan_error is not None and gc.get_freeze_count() == 0
+        write_notebook(folder / "nb.ipynb", [IMPORTS, chart()])
+        await catalog.refresh()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert gc.get_freeze_count() > 0  # its task waited for the read, rather than dying
+    finally:
+        gc.unfreeze()
+        await context.aclose()

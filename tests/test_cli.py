@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -309,6 +310,22 @@ def test_serve_stops_when_it_cannot_hide_its_environment(
 def test_every_command_refuses_a_missing_folder(tmp_path: Path, command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no notebook folder" in result.output
+
+
+def test_list_of_a_folder_that_cannot_be_read_is_an_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scandir = os.scandir
+
+    def refused(path: str) -> object:
+        if path == str(tmp_path):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    result = CliRunner().invoke(main, ["list", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "cannot be read (Permission denied) [notebooks_unreadable]" in result.output
 
 
 def test_render_stops_dumping_before_any_kernel_starts(

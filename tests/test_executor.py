@@ -13,7 +13,7 @@ from publisher.kernel_side import RESET_MIME
 from publisher.options import RenderOptions
 from publisher.settings import Settings
 
-from .notebooks import write_notebook
+from .notebooks import FUSE, write_notebook
 
 
 async def test_the_servers_settings_do_not_reach_the_kernel(
@@ -223,16 +223,6 @@ async def test_a_report_the_notebook_publishes_itself_is_not_taken_for_a_reset(
     assert outputs[-1][-1]["data"]["text/plain"] == "False"
 
 
-FUSE = (  # an object whose finalizer kills the kernel: the reset frees it
-    "import os\n"
-    "class Fuse:\n"
-    "    def __del__(self, exit=os._exit):  # os may be gone from the globals by then\n"
-    "        exit(1)\n"
-    "fuse = Fuse()\n"
-    "print('drawn')"
-)
-
-
 async def test_a_kernel_that_dies_resetting_itself_still_answers_its_render(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -279,10 +269,9 @@ async def test_what_the_reset_prints_is_not_the_renders_and_does_not_hide_its_ma
 ) -> None:
     """A finalizer that says goodbye (a library closing its connection) before it kills
     the kernel, or without killing it: its words are the reset's."""
-    loud = FUSE.replace("exit(1)", "print('closing', file=__import__('sys').stderr, flush=True)")
-    dying = FUSE.replace(
-        "exit(1)", "print('closing', file=__import__('sys').stderr, flush=True); exit(1)"
-    )
+    goodbye = "print('closing', file=__import__('sys').stderr, flush=True)"
+    loud = FUSE.replace("exit(1)", goodbye)
+    dying = FUSE.replace("exit(1)", f"{goodbye}; exit(1)")
     kernel = await Kernel(["matplotlib.pyplot"]).start()
     try:
         kernel.reset_in_render = True

@@ -27,7 +27,7 @@ from publisher.settings import Settings
 from publisher.state import SERVICE
 
 from .conftest import error_of, free_port, serve, test_settings
-from .notebooks import IMPORTS, chart, write_notebook
+from .notebooks import FUSE, IMPORTS, chart, write_notebook
 from .oracle import difference, fresh_image
 
 
@@ -258,13 +258,7 @@ async def test_a_kernel_killed_by_what_its_reset_frees_costs_the_kernel_not_the_
 ) -> None:
     """A finalizer that ends the process (a C library crashing in its cleanup) runs when the
     reset frees the notebook's objects, after the render: the chart is still served."""
-    fuse = (
-        "import os\n"
-        "class Fuse:\n"
-        "    def __del__(self, exit=os._exit):\n"
-        "        exit(1)\n"
-        "connection = Fuse()"
-    )
+    fuse = FUSE.replace("fuse = Fuse()\nprint('drawn')", "connection = Fuse()")
     folder = tmp_path / "nbs"
     path = write_notebook(folder / "fuse.ipynb", [IMPORTS, fuse, chart("ax.bar([1, 2], [3, 1])")])
     write_notebook(folder / "plain.ipynb", [IMPORTS, chart()])
