@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -94,22 +95,27 @@ def page_json(
     }
 
 
-def folder_json(listing: Listing, top: Folder) -> dict[str, Any]:
-    """A folder and every folder below it, with how many notebooks each holds.
+def folder_json(listing: Listing, top: Folder) -> str:
+    """A folder and every folder below it, with how many notebooks each holds, as JSON text.
 
     ``notebooks`` counts those directly inside, ``total`` those at any depth.
-    Built bottom-up rather than by recursion: a folder tree can be deeper
-    than Python's stack.
+    Written out with a stack rather than by ``json.dumps`` of nested dicts,
+    which recurses once per level: a folder tree can be deeper than Python's
+    stack (a 600-deep one was a 500).
     """
-    prefix = f"{top.path}/" if top.path else ""
-    below = [f for path, f in listing.folders.items() if path.startswith(prefix) or f is top]
-    built: dict[str, dict[str, Any]] = {}
-    for folder in reversed(below):  # natural order puts a folder before everything in it
-        built[folder.path] = {
-            "path": folder.path,
-            "name": folder.name,
-            "notebooks": len(folder.notebooks),
-            "total": folder.total,
-            "folders": [built[path] for path in folder.folders],
-        }
-    return built[top.path]
+    parts: list[str] = []
+    pending: list[Folder | str] = [top]  # a folder to open, or text to write
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        head = {"path": item.path, "name": item.name, "notebooks": len(item.notebooks)}
+        head |= {"total": item.total, "folders": []}
+        parts.append(json.dumps(head, ensure_ascii=False)[: -len("]}")])  # left open
+        pending.append("]}")
+        for i in reversed(range(len(item.folders))):
+            pending.append(listing.folders[item.folders[i]])
+            if i:
+                pending.append(", ")
+    return "".join(parts)

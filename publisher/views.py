@@ -108,7 +108,8 @@ async def folders(request: web.Request) -> web.Response:
     """The folder tree (below ``?folder=``), with how many notebooks each folder holds."""
     folder = one_value(request.query, "folder")
     listing = await request.app[state.SERVICE].catalog.current()
-    return web.json_response(folder_json(listing, listing.folder(folder)), dumps=_dumps)
+    tree = folder_json(listing, listing.folder(folder))
+    return web.Response(text=tree, content_type="application/json")
 
 
 async def one_notebook(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -337,3 +338,24 @@ async def test_the_bare_url_is_built_once_per_listing(client: TestClient) -> Non
     hits = views._every_notebook.cache_info().hits
     again = await (await client.get("/api/notebooks")).read()
     assert again == first and views._every_notebook.cache_info().hits == hits + 1
+
+
+async def test_a_folder_tree_deeper_than_pythons_stack_is_answered(tmp_path: Path) -> None:
+    depth = 600  # json.dumps of nested dicts recursed past Python's limit: it was a 500
+    folder = tmp_path / "notebooks"
+    deepest = folder.joinpath(*["d"] * depth)
+    write_notebook(deepest / "bottom.ipynb", [IMPORTS, chart()])
+    async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
+        response = await client.get("/api/folders")
+        assert response.status == 200, await response.text()
+        text = await response.text()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(4 * depth + limit)  # for json.loads here, not for the server
+    try:
+        tree = json.loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+    for level in range(depth):
+        assert (tree["name"], tree["total"], len(tree["folders"])) == ("d" if level else "", 1, 1)
+        tree = tree["folders"][0]
+    assert tree["path"] == "/".join(["d"] * depth) and tree["notebooks"] == 1
