@@ -62,6 +62,19 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def refuse_listing(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``os.scandir`` of ``folder`` fails as a folder we may not read does: the tests run as
+    root, from whom ``chmod`` takes nothing away."""
+    scandir = os.scandir
+
+    def refused(path: Any) -> Any:
+        if os.fspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

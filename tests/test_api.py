@@ -6,7 +6,6 @@ One server for the module, over ``tests/corpus.py``; no chart is rendered.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from publisher.browse import DEFAULT_LIMIT, MAX_LIMIT
 from publisher.cli import main
 from publisher.state import SERVICE
 
-from .conftest import error_of, serve, test_settings
+from .conftest import error_of, refuse_listing, serve, test_settings
 from .corpus import (
     ARCHIVED,
     BIG_TEAM,
@@ -294,14 +293,7 @@ async def test_before_any_read_works_the_server_is_not_ready_and_says_why(
 ) -> None:
     folder = tmp_path / "notebooks"
     write_notebook(folder / "nb.ipynb", [IMPORTS, chart()])
-    scandir = os.scandir
-
-    def refused(path: str) -> object:
-        if path == str(folder):
-            raise PermissionError(13, "Permission denied")
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refused)
+    refuse_listing(monkeypatch, folder)
     async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
         catalog = client.app[SERVICE].catalog
         await client.app[SERVICE].pool.wait_ready()  # kernels up: only the folder keeps it
@@ -314,7 +306,7 @@ async def test_before_any_read_works_the_server_is_not_ready_and_says_why(
         listing = await client.get("/api/notebooks")
         assert listing.status == 503
         assert (await error_of(listing))["code"] == "notebooks_unreadable"
-        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.undo()
         await catalog.scanned()
         assert (await (await client.get("/healthz")).json())["ready"]
         assert (await client.get("/api/notebooks")).status == 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -17,6 +16,7 @@ from publisher.cli import main
 from publisher.settings import Settings
 from publisher.signing import signature
 
+from .conftest import refuse_listing
 from .notebooks import IMPORTS, rewrite, write_notebook
 
 
@@ -315,14 +315,7 @@ def test_every_command_refuses_a_missing_folder(tmp_path: Path, command: list[st
 def test_list_of_a_folder_that_cannot_be_read_is_an_error_not_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scandir = os.scandir
-
-    def refused(path: str) -> object:
-        if path == str(tmp_path):
-            raise PermissionError(13, "Permission denied")
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refused)
+    refuse_listing(monkeypatch, tmp_path)
     result = CliRunner().invoke(main, ["list", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "cannot be read (Permission denied) [notebooks_unreadable]" in result.output
