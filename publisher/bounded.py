@@ -13,8 +13,8 @@ V = TypeVar("V")
 class Bounded(OrderedDict[K, V]):
     """Past ``limit`` keys, the one set or touched (``move_to_end``) longest ago goes.
 
-    Every way in (``m[k] = v``, ``setdefault``, ``update``) sets an item, and so
-    keeps the bound.
+    ``m[k] = v``, ``setdefault`` and ``update`` set an item, and so keep the bound;
+    ``copy()`` keeps it too. (Pickling, ``|`` and ``fromkeys`` are not supported.)
     """
 
     def __init__(self, limit: int) -> None:

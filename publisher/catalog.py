@@ -19,6 +19,7 @@ import asyncio
 import copy
 import hashlib
 import logging
+import math
 import os
 import re
 import threading
@@ -300,15 +301,20 @@ class Catalog:
         """The listing for a request: in the server, the first scan's, once it has finished."""
         while self.watched and self._listing is None:
             if self.scan_error is not None:
-                raise NotebooksUnreadable(self.scan_error)
+                raise NotebooksUnreadable(self.scan_error, self.retry_after)
             await self._next_scan_end()
         return self.listing()
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until the next scan may have found the folder again, and at least 5."""
+        return max(5, math.ceil(self.scan_interval))
 
     def check_readable(self) -> None:
         """Raise while the last scan found the folder unreadable: a render now would fail in
         the kernel, as the notebook's error, with the folder's path in its message."""
         if self.scan_error is not None:
-            raise NotebooksUnreadable(self.scan_error)
+            raise NotebooksUnreadable(self.scan_error, self.retry_after)
 
     def scan(self) -> Listing:
         """Walk the folder, stat every file, read again only those that changed.
@@ -350,10 +356,14 @@ class Catalog:
         mine = self._scans_started
         try:
             await asyncio.to_thread(self.scan)
-        except NotebooksUnreadable as e:  # anything else is a bug, logged at every scan
-            if e.message != self.scan_error:
-                log.error("%s: %s", e.message, self.root)
-            self.scan_error = e.message
+        except Exception as e:
+            if isinstance(e, NotebooksUnreadable):
+                error, trace = e.message, False
+            else:  # a bug: with its traceback, but once, not at every scan
+                error, trace = f"the notebooks could not be read ({type(e).__name__})", True
+            if error != self.scan_error:
+                log.error("%s: %s", error, self.root, exc_info=trace)
+            self.scan_error = error
             self.scan_failing_since = self.scan_failing_since or time.time()
         else:
             if self.scan_error is not None:
@@ -457,8 +467,8 @@ class Catalog:
                         f"the notebook folder cannot be read ({reason})"
                     ) from None
                 continue
-            if not rel and not entries and _removed(folder):
-                raise NotebooksUnreadable("the notebook folder was removed")
+            if not rel and not entries and (gone := _removed(folder)):
+                raise NotebooksUnreadable(f"the notebook folder {gone}")
             for entry in entries:
                 if _hidden(entry.name):
                     continue
@@ -567,13 +577,13 @@ def _refused(id: str) -> bool:
     return any(part in ("", ".", "..") or _hidden(part) for part in id.split("/"))
 
 
-def _removed(folder: str) -> bool:
-    """Whether a folder that lists empty is one that was deleted while open (a bind mount
-    whose source went away): it has no links left."""
+def _removed(folder: str) -> str | None:
+    """Why a folder that lists empty is not merely empty: deleted while open (a bind mount
+    whose source went away, with no links left), or no longer there to stat."""
     try:
-        return os.stat(folder).st_nlink == 0
-    except OSError:
-        return True
+        return "was removed" if os.stat(folder).st_nlink == 0 else None
+    except OSError as e:
+        return f"cannot be read ({e.strerror or type(e).__name__})"
 
 
 def _hidden(name: str) -> bool:

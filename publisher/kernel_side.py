@@ -262,11 +262,16 @@ def _reset_after_reply(kernel: Any) -> Callable[[], None]:
 
 
 def _reply_error(shell: Any) -> list[str] | None:
-    """The request's error as ipykernel's execute reply names it: [ename, evalue], or None."""
+    """The request's error as ipykernel's execute reply names it: [ename, evalue], or None.
+
+    The same test as ipykernel's ``do_execute``: a display formatter that raised
+    makes the reply an error too (with no exception: "NoneType").
+    """
     result = shell.last_execution_result
-    if result is None or result.success:
+    failed = result is not None and not result.success
+    if not failed and not getattr(shell, "_last_traceback_during_displayhook", False):
         return None
-    error = result.error_before_exec or result.error_in_exec
+    error = None if result is None else result.error_before_exec or result.error_in_exec
     return [type(error).__name__, str(error)]
 
 

@@ -50,10 +50,10 @@ class Renderer:
 
     async def __call__(self, request: RenderRequest, started: Started) -> Entry:
         options, notebook = request.query.options, request.notebook
+        self.catalog.check_readable()  # before anything looks in the notebook's folder
         declared_now = NO_DATA
         if notebook.data:  # before the run, so a file that changes during it is a change
             declared_now = await asyncio.to_thread(declared, notebook.folder, notebook.data)
-        self.catalog.check_readable()
         async with self.pool.kernel(fresh=notebook.fresh_kernel) as kernel:
             started()
             outputs = await kernel.run(self._job(request), self.settings.timeout)

@@ -289,6 +289,23 @@ async def test_what_the_reset_prints_is_not_the_renders_and_does_not_hide_its_ma
         await kernel.shutdown()
 
 
+async def test_a_display_that_raised_fails_the_render_on_both_paths(tmp_path: Path) -> None:
+    """ipykernel's reply is an error when a display formatter raised, though the cell ran:
+    a kernel that dies resetting after it must fail the render the same way."""
+    bad = "class Bad:\n    def __repr__(self):\n        raise ValueError('no repr')\nBad()"
+    errors = []
+    for cells, in_render in (((bad,), False), ((FUSE + "\n" + bad,), True)):
+        kernel = await Kernel(["matplotlib.pyplot"]).start()
+        try:
+            kernel.reset_in_render = in_render
+            with pytest.raises(NotebookFailed) as raised:
+                await kernel.run(Job(str(tmp_path), cells, RenderOptions()), 30)
+            errors.append((raised.value.message, kernel.died_resetting))
+        finally:
+            await kernel.shutdown()
+    assert errors == [("NoneType: None", False), ("NoneType: None", True)]
+
+
 async def test_a_kernel_that_dies_in_the_renders_last_cell_is_dead_not_answered(
     tmp_path: Path,
 ) -> None:
