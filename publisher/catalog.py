@@ -227,6 +227,7 @@ class Catalog:
         # why the background scans fail, and since when (wall clock); None while they work
         self.scan_error: str | None = None
         self.scan_failing_since: float | None = None
+        self._unreadable = False  # that error is the folder's, not a bug of the scan
 
     def get(self, id: str) -> Notebook:
         """The notebook with this id, even one that cannot be served; 404 if there is none."""
@@ -312,8 +313,9 @@ class Catalog:
 
     def check_readable(self) -> None:
         """Raise while the last scan found the folder unreadable: a render now would fail in
-        the kernel, as the notebook's error, with the folder's path in its message."""
-        if self.scan_error is not None:
+        the kernel, as the notebook's error, with the folder's path in its message. (A scan
+        that failed for a bug of its own says nothing about the folder: renders go on.)"""
+        if self.scan_error is not None and self._unreadable:
             raise NotebooksUnreadable(self.scan_error, self.retry_after)
 
     def scan(self) -> Listing:
@@ -348,9 +350,10 @@ class Catalog:
     async def refresh(self) -> None:
         """One scan in a thread, so the event loop goes on answering while files are read.
 
-        A scan that fails (the folder unmounted or removed) changes nothing: the
-        last listing goes on answering, ``scan_error`` says why, and the log says
-        so once, not at every scan, and again once the folder reads again.
+        A scan that fails (the folder's path gone or unreadable, or the folder
+        deleted while in use) changes nothing: the last listing goes on answering,
+        ``scan_error`` says why, and the log says so once, not at every scan, and
+        again once the folder reads again.
         """
         self._scans_started += 1
         mine = self._scans_started
@@ -363,12 +366,13 @@ class Catalog:
                 error, trace = f"the notebooks could not be read ({type(e).__name__})", True
             if error != self.scan_error:
                 log.error("%s: %s", error, self.root, exc_info=trace)
-            self.scan_error = error
+            self.scan_error, self._unreadable = error, not trace
             self.scan_failing_since = self.scan_failing_since or time.time()
         else:
             if self.scan_error is not None:
                 log.warning("the notebook folder %s reads again", self.root)
             self.scan_error = self.scan_failing_since = None
+            self._unreadable = False
         finally:
             self._scans_finished = max(self._scans_finished, mine)
             ended, self._scan_ended = self._scan_ended, None
