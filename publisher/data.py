@@ -103,8 +103,9 @@ class DataWatch:
         self.interval = interval
         # id of the entry's Data -> (that Data, when looked at, when found changed)
         self._entries: Bounded[int, tuple[Data, float, float | None]] = Bounded(REMEMBERED)
-        self._files: dict[str, tuple[float, DataFile | None]] = {}
-        self._globs: dict[str, tuple[float, tuple[str, ...]]] = {}
+        # path or pattern -> (when looked at, what was found)
+        self._files: Bounded[str, tuple[float, DataFile | None]] = Bounded(REMEMBERED)
+        self._globs: Bounded[str, tuple[float, tuple[str, ...]]] = Bounded(REMEMBERED)
         # data seen changed -> when first seen; past the bound the earliest seen is forgotten,
         # not every other one (each would start its --max-stale again)
         self._noticed: Bounded[Data, float] = Bounded(REMEMBERED)
@@ -149,8 +150,6 @@ class DataWatch:
         """``fetch(key)``, or what it gave within the interval and since the render."""
         last = seen.get(key)
         if last is None or now - last[0] >= self.interval or last[0] < created:
-            if len(seen) > REMEMBERED:
-                seen.clear()
             last = seen[key] = (now, fetch(key))
         return last[1]
 

@@ -23,6 +23,8 @@ from .pipeline import FRESH, Pipeline
 from .render import RenderRequest
 
 REMEMBERED = 4096  # URLs; past it, the one answered longest ago is forgotten
+# a URL's render, which entry answered it (ETag, render time), and the answer's headers
+Answer = tuple[RenderRequest, tuple[str, float], dict[str, str]]
 
 
 class RepeatHits:
@@ -30,10 +32,8 @@ class RepeatHits:
         self.catalog = catalog
         self.pipeline = pipeline
         self.served = 0
-        # URL -> its render, which entry answered (ETag, render time), the answer's headers;
         # no body: the memory has it, and keeps it within its bound
-        self._answers: Bounded[str, tuple[RenderRequest, tuple[str, float], dict[str, str]]]
-        self._answers = Bounded(REMEMBERED)
+        self._answers: Bounded[str, Answer] = Bounded(REMEMBERED)
 
     def remember(
         self, request: web.Request, render: RenderRequest, outcome: Outcome, headers: dict[str, str]

@@ -321,12 +321,13 @@ def warm(modules: list[str]) -> None:
         sys.addaudithook(_audit)  # for good: an audit hook cannot be removed
         from IPython import get_ipython
 
-        events = get_ipython().events
+        shell = get_ipython()
+        events = shell.events
         events.register("post_execute", _report_reads)
         # Ahead of pyplot's hook, so it finds the figures already drawn (not stale).
         events.callbacks["post_execute"].insert(0, _draw_last_cell)
         events.callbacks["pre_execute"].insert(0, _cell_starts)
-        kernel = get_ipython().kernel
+        kernel = shell.kernel
         kernel.pre_handler_hook = _count_requests(kernel)
         kernel.post_handler_hook = _reset_after_reply(kernel)
         _original_print_figure = pylabtools.print_figure
