@@ -262,7 +262,8 @@ async def test_while_the_folder_is_gone_what_was_read_answers_and_renders_wait(
     """Reported, not fatal, as with a Redis outage: the last listing and the cached charts
     answer; a render, which would fail in the kernel, is a 503 to ask again, not remembered."""
     folder = tmp_path / "notebooks"
-    write_notebook(folder / "nb.ipynb", [IMPORTS, ("n = 1", ["parameters"]), chart()])
+    line = ("plt.plot([1, n])\nplt.title(f'{n} of them');", ["chart"])  # no plt.show()
+    write_notebook(folder / "nb.ipynb", [IMPORTS, ("n = 1", ["parameters"]), line])
     async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
         service = client.app[SERVICE]
         await service.catalog.scanned()

@@ -260,7 +260,9 @@ async def test_a_kernel_killed_by_what_its_reset_frees_costs_the_kernel_not_the_
     reset frees the notebook's objects, after the render: the chart is still served."""
     fuse = FUSE.replace("fuse = Fuse()\nprint('drawn')", "connection = Fuse()")
     folder = tmp_path / "nbs"
-    path = write_notebook(folder / "fuse.ipynb", [IMPORTS, fuse, chart("ax.bar([1, 2], [3, 1])")])
+    # as analysts end a cell: no plt.show(), the figure shown because the cell ends
+    bars = ("fig, ax = plt.subplots(figsize=(4, 3))\nax.bar(['north', 'south'], [3, 1])", ["chart"])
+    path = write_notebook(folder / "fuse.ipynb", [IMPORTS, fuse, bars])
     write_notebook(folder / "plain.ipynb", [IMPORTS, chart()])
     async with serve(test_settings(folder, tmp_path / "cache", kernels=1)) as client:
         pool = client.app[SERVICE].pool
