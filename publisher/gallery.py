@@ -7,6 +7,12 @@ later page; each is a plain link, so it can be bookmarked. The page works
 without JavaScript; ``gallery.js`` adds the live preview, the copy buttons, the
 server's error messages, and a search that refines the results as one types
 by fetching this same page.
+
+The page is served at ``/`` only, and every link on it (charts, assets, the
+API, other gallery pages) is relative to it, ``./charts/...`` rather than
+``/charts/...``, so it works unchanged behind a proxy that serves the server
+under a path prefix. Snippets are for pasting elsewhere: they are absolute, on
+``public_base``.
 """
 
 from __future__ import annotations
@@ -122,12 +128,6 @@ class Place:
     problem: str | None = None
 
 
-# PAGE_LINKS: the gallery is served at "/" only, and every link on it (charts, assets, the
-# API, other gallery pages) is relative to the page, "./charts/..." rather than "/charts/...",
-# so the page works unchanged behind a proxy that serves it under a path prefix. Snippets are
-# for pasting elsewhere: they are absolute, on ``public_base``.
-
-
 def gallery_url(folder: str = "", query: str = "", page: int = 1) -> str:
     """A gallery page's address relative to the page, so it holds behind a path prefix too."""
     keys = [("folder", folder), ("q", query), ("page", str(page) if page > 1 else "")]
@@ -153,7 +153,7 @@ def setup_gallery(app: web.Application) -> None:
     static = app.router.add_static("/static/", STATIC, name="static", append_version=True)
     # url_for reads and hashes the file on every call: once per server is enough
     app[ASSETS] = {
-        name: "." + str(static.url_for(filename=name))  # the page's own links: see PAGE_LINKS
+        name: "." + str(static.url_for(filename=name))  # relative to the page: see above
         for name in ("gallery.css", "gallery.js", "favicon.svg")
     }
     app.on_response_prepare.append(_cache_versioned_assets)
